@@ -1,0 +1,23 @@
+# The inference service for Cloud Run: functions-framework serving `predict` on $PORT (5000).
+FROM python:3.11.7-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PORT=5000
+
+WORKDIR /app
+
+# Dependencies first: this layer is rebuilt only when requirements.txt changes.
+COPY requirements.txt .
+RUN pip install --no-cache-dir -r requirements.txt
+
+COPY main.py .
+COPY function/ function/
+
+RUN useradd --system --no-create-home --uid 10001 inference
+USER 10001
+
+EXPOSE 5000
+# functions-framework reads $PORT itself, so the exec form needs no shell.
+CMD ["functions-framework", "--target=predict", "--host=0.0.0.0"]

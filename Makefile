@@ -1,0 +1,62 @@
+# Every command a user runs; see README.md. Each target installs what it needs first.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 5000
+MODEL := artifacts/model.onnx
+PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
+SEED_CURL := curl -X POST http://localhost:$(PORT)/inference/ -H 'Content-Type: application/json' \
+	-d '{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}'
+
+.PHONY: help run test train upload
+
+help:
+	@echo "make run     train if needed, then serve predict on http://$(HOST):$(PORT)"
+	@echo "make test    install everything the tests need and run them"
+	@echo "make train   train the iris model and write $(MODEL)"
+	@echo "make upload  copy $(MODEL) to MODEL_URI (gs://bucket/object)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Debian packages the tests use (curl runs the seed's own request).
+DEBIAN_PACKAGES := curl
+$(VENV)/.debian-deps: | $(BIN)/python
+	@missing=""; for p in $(DEBIAN_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	touch $@
+
+# Stamps: reinstall only when a requirements file changes.
+$(VENV)/.serve-deps: requirements.txt requirements-train.txt | $(BIN)/python
+	$(PIP) -r requirements-train.txt
+	touch $@
+
+$(VENV)/.dev-deps: requirements.txt requirements-train.txt requirements-dev.txt | $(BIN)/python
+	$(PIP) -r requirements-dev.txt
+	touch $@
+
+$(MODEL): | $(VENV)/.serve-deps
+	$(BIN)/python -m training.train --output $@
+
+train: $(VENV)/.serve-deps
+	$(BIN)/python -m training.train --output $(MODEL)
+
+upload: $(VENV)/.serve-deps $(MODEL)
+	$(BIN)/python -m training.upload --source $(MODEL) --to "$(MODEL_URI)"
+
+run: $(VENV)/.serve-deps $(MODEL)
+	@echo "Serving predict on http://$(HOST):$(PORT) (Ctrl-C stops). In another terminal:"
+	@echo "  $(SEED_CURL)"
+	exec $(BIN)/functions-framework --target=predict --host=$(HOST) --port=$(PORT)
+
+test: $(VENV)/.dev-deps $(VENV)/.debian-deps
+	$(BIN)/python -m pytest

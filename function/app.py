@@ -1,0 +1,202 @@
+"""The HTTP side: routes, request bodies, answers and the one place errors become JSON.
+
+`create_predict()` returns the async function that `main.py` registers with
+`functions_framework.aio.http`, so functions-framework serves it with Starlette under uvicorn.
+"""
+
+import asyncio
+import contextvars
+import functools
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from function._log import TRACE_HEADER, log
+from function.errors import (
+    BadRequest,
+    MethodNotAllowed,
+    ModelUnavailable,
+    NotFound,
+    PayloadTooLarge,
+    ServiceError,
+    UnsupportedMediaType,
+)
+from function.model import LazyModel, Model, load_model
+from function.schema import PREDICTIONS_KEY, parse_rows
+from function.settings import Settings
+
+PREDICT_PATHS = ("/", "/inference", "/inference/", "/predict")
+METADATA_PATH = "/"
+HEALTH_PATH = "/healthz"
+READY_PATH = "/readyz"
+VERSION_HEADER = "X-Model-Version"
+JSON_MEDIA_TYPE = "application/json"
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+# The trace of the request that triggered a model load, for the load's log entry.
+_load_trace: contextvars.ContextVar[str | None] = contextvars.ContextVar("load_trace", default=None)
+
+
+def create_predict(settings: Settings | None = None) -> Callable[[Request], Awaitable[Response]]:
+    """The `predict` function; settings default to the environment, read now."""
+    service = Service(settings or Settings.from_env())
+
+    async def predict(request: Request) -> Response:
+        return await service.handle(request)
+
+    return predict
+
+
+class Service:
+    def __init__(self, settings: Settings, load: Callable[[str, float], Model] = load_model):
+        self.settings = settings
+        self._load_from = load
+        self.model = LazyModel(self._load)
+        routes: dict[str, dict[str, Endpoint]] = {path: {"POST": self._predict} for path in PREDICT_PATHS}
+        for path, endpoint in (
+            (METADATA_PATH, self._metadata),
+            (HEALTH_PATH, self._health),
+            (READY_PATH, self._ready),
+        ):
+            routes.setdefault(path, {}).update(GET=endpoint, HEAD=endpoint)
+        self._routes = routes
+
+    async def handle(self, request: Request) -> Response:
+        scope = request.scope
+        try:
+            methods = self._routes.get(scope["path"])
+            if methods is None:
+                raise NotFound(
+                    f"expected one of the paths {sorted(self._routes)}, got {scope['path']!r}"
+                )
+            endpoint = methods.get(scope["method"])
+            if endpoint is None:
+                raise MethodNotAllowed(
+                    f"expected {' or '.join(methods)} on {scope['path']}, got {scope['method']}",
+                    allowed=tuple(methods),
+                )
+            return await endpoint(request)
+        except ServiceError as error:
+            return _json({"error": error.message}, error.status, error.headers)
+        except Exception as error:  # the server's own fault: say so, keep serving
+            log(
+                "ERROR",
+                f"unhandled error on {scope['method']} {scope['path']}: {error!r}",
+                project=self.settings.project,
+                trace_header=request.headers.get(TRACE_HEADER),
+                traceback=traceback.format_exc(),
+            )
+            return _json({"error": "internal error; see the service's logs"}, 500)
+
+    async def _predict(self, request: Request) -> Response:
+        payload = await self._read_json(request)
+        model = await self._ready_model(request)
+        rows, batch = parse_rows(payload, model.features, self.settings.max_batch_rows)
+        probabilities = model.predict_proba(rows)
+        keys = _probability_keys(model.classes)
+        classes = model.classes
+        answers = [
+            dict(zip(keys, row), target=classes[best])
+            for row, best in zip(probabilities.tolist(), probabilities.argmax(axis=1).tolist())
+        ]
+        body = {PREDICTIONS_KEY: answers} if batch else answers[0]
+        return _json(body, headers={VERSION_HEADER: model.version})
+
+    async def _metadata(self, request: Request) -> Response:
+        model = await self._ready_model(request)
+        body = {**model.metadata, "max_batch_rows": self.settings.max_batch_rows}
+        return _json(body, headers={VERSION_HEADER: model.version})
+
+    async def _health(self, request: Request) -> Response:
+        return _json({"status": "ok"})
+
+    async def _ready(self, request: Request) -> Response:
+        model = await self._ready_model(request)
+        return _json(
+            {"status": "ready", "model_version": model.version},
+            headers={VERSION_HEADER: model.version},
+        )
+
+    async def _ready_model(self, request: Request) -> Model:
+        model = self.model.loaded
+        if model is None:
+            # Cold path only: the load blocks on I/O, so it runs off the event loop.
+            _load_trace.set(request.headers.get(TRACE_HEADER))
+            model = await asyncio.to_thread(self.model.get)
+        return model
+
+    def _load(self) -> Model:
+        uri = self.settings.model_uri
+        trace = _load_trace.get()
+        started = time.perf_counter()
+        try:
+            model = self._load_from(uri, self.settings.model_load_timeout)
+        except ModelUnavailable as error:
+            log(
+                "ERROR",
+                error.message,
+                project=self.settings.project,
+                trace_header=trace,
+                model_uri=uri,
+                seconds=round(time.perf_counter() - started, 3),
+            )
+            raise
+        log(
+            "INFO",
+            f"model loaded from {uri}",
+            project=self.settings.project,
+            trace_header=trace,
+            model_uri=uri,
+            model_version=model.version,
+            seconds=round(time.perf_counter() - started, 3),
+        )
+        return model
+
+    async def _read_json(self, request: Request) -> object:
+        headers = request.headers
+        content_type = headers.get("content-type", "")
+        media_type = content_type.split(";", 1)[0].strip().lower()
+        if media_type != JSON_MEDIA_TYPE and not media_type.endswith("+json"):
+            raise UnsupportedMediaType(
+                f"expected Content-Type {JSON_MEDIA_TYPE}, got {content_type or 'none'!r}"
+                " (with curl, add -H 'Content-Type: application/json')"
+            )
+        body = await self._read_body(request, headers.get("content-length"))
+        if not body:
+            raise BadRequest("expected a JSON body, got an empty body")
+        try:
+            # orjson refuses NaN, Infinity, invalid UTF-8 and nesting past 1024 levels.
+            return orjson.loads(body)
+        except orjson.JSONDecodeError as error:
+            raise BadRequest(f"expected a JSON body, got invalid JSON: {error}") from None
+
+    async def _read_body(self, request: Request, declared: str | None) -> bytes:
+        limit = self.settings.max_body_bytes
+        too_large = f"expected a body of at most {limit} bytes, got"
+        if declared is not None:
+            if not declared.isdigit():
+                raise BadRequest(f"expected a numeric Content-Length, got {declared!r}")
+            if int(declared) > limit:
+                raise PayloadTooLarge(f"{too_large} {declared}")
+            return await request.body()
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"{too_large} more")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+@functools.lru_cache(maxsize=8)
+def _probability_keys(classes: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(f"{name}_probability" for name in classes)
+
+
+def _json(body: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status, headers, media_type=JSON_MEDIA_TYPE)

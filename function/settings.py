@@ -1,0 +1,71 @@
+"""The service's settings: read once from the environment when the app is built."""
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from function.errors import ConfigError
+from function.storage import is_gcs_uri, parse_gcs_uri
+
+DEFAULT_MODEL_URI = "artifacts/model.onnx"
+DEFAULT_MAX_BATCH_ROWS = 1000
+DEFAULT_MODEL_LOAD_TIMEOUT = 30.0
+MAX_BODY_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_uri: str = DEFAULT_MODEL_URI
+    max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS
+    # Bounds the whole fetch, retries included, so a cold request cannot hang on a dead bucket.
+    model_load_timeout: float = DEFAULT_MODEL_LOAD_TIMEOUT
+    max_body_bytes: int = MAX_BODY_BYTES
+    # Only used to attach Cloud Logging traces to log entries.
+    project: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Settings":
+        return cls(
+            model_uri=_model_uri(environ.get("MODEL_URI", "").strip() or DEFAULT_MODEL_URI),
+            max_batch_rows=_positive_int(environ, "MAX_BATCH_ROWS", DEFAULT_MAX_BATCH_ROWS),
+            model_load_timeout=_positive_float(
+                environ, "MODEL_LOAD_TIMEOUT", DEFAULT_MODEL_LOAD_TIMEOUT
+            ),
+            project=environ.get("GOOGLE_CLOUD_PROJECT") or None,
+        )
+
+
+def _model_uri(value: str) -> str:
+    if is_gcs_uri(value):
+        try:
+            parse_gcs_uri(value)
+        except ValueError as error:
+            raise ConfigError(f"MODEL_URI: {error}") from None
+    return value
+
+
+def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"{name}: expected a positive whole number, got {raw!r}")
+    return value
+
+
+def _positive_float(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"{name}: expected a positive number of seconds, got {raw!r}")
+    return value

@@ -1,0 +1,64 @@
+"""What can be checked of the image without a container engine: lint, layer order, build context."""
+
+import fnmatch
+import subprocess
+
+import pytest
+
+from tests.helpers import BIN, ROOT
+from tests.test_server import dockerfile_instruction
+
+
+def test_hadolint_finds_nothing():
+    result = subprocess.run(
+        [str(BIN / "hadolint"), "Dockerfile"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_base_image_is_pinned_and_user_is_not_root():
+    (base,) = dockerfile_instruction("FROM")
+    (user,) = dockerfile_instruction("USER")
+
+    assert ":" in base and not base.endswith((":latest", ":3", ":3.11"))
+    assert user not in ("root", "0")
+
+
+def test_dependencies_install_before_the_code_is_copied():
+    copies = dockerfile_instruction("COPY")
+    lines = (ROOT / "Dockerfile").read_text().splitlines()
+    install = next(i for i, line in enumerate(lines) if "pip install" in line)
+    first_code = next(i for i, line in enumerate(lines) if line.startswith("COPY main.py"))
+
+    assert copies[0] == "requirements.txt ."
+    assert install < first_code
+
+
+def excluded_by_dockerignore(path: str) -> bool:
+    """Docker's rule: the last pattern that matches a path decides; `!` re-includes."""
+    excluded = False
+    for raw in (ROOT / ".dockerignore").read_text().splitlines():
+        pattern = raw.strip()
+        if not pattern or pattern.startswith("#"):
+            continue
+        negate = pattern.startswith("!")
+        pattern = pattern.lstrip("!").rstrip("/").replace("**/", "*/")
+        parts = path.split("/")
+        prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        if any(fnmatch.fnmatch(prefix, pattern) for prefix in prefixes):
+            excluded = not negate
+    return excluded
+
+
+@pytest.mark.parametrize(
+    "path", [".venv/bin/python", "node_modules/cdktf-cli/package.json", "cdktf.out/stacks/x/cdk.tf.json",
+             "artifacts/model.onnx", "tests/test_server.py", ".git/HEAD", "function/__pycache__/app.cpython-311.pyc"],
+)  # fmt: skip
+def test_build_context_leaves_out(path):
+    assert excluded_by_dockerignore(path)
+
+
+@pytest.mark.parametrize("path", ["requirements.txt", "main.py", "function/app.py", "function/model.py"])
+def test_build_context_keeps(path):
+    assert not excluded_by_dockerignore(path)

@@ -1,0 +1,64 @@
+"""Settings come from the environment once; a bad one stops start-up naming the variable and value."""
+
+import subprocess
+
+import pytest
+
+from function.errors import ConfigError
+from function.settings import DEFAULT_MAX_BATCH_ROWS, DEFAULT_MODEL_URI, Settings
+from tests.helpers import FUNCTIONS_FRAMEWORK, ROOT, free_port
+
+
+def test_defaults():
+    settings = Settings.from_env({})
+
+    assert settings.model_uri == DEFAULT_MODEL_URI
+    assert settings.max_batch_rows == DEFAULT_MAX_BATCH_ROWS
+    assert settings.project is None
+
+
+def test_values_are_read():
+    settings = Settings.from_env(
+        {"MODEL_URI": "gs://bucket/dir/model.onnx", "MAX_BATCH_ROWS": "10", "MODEL_LOAD_TIMEOUT": "2.5", "GOOGLE_CLOUD_PROJECT": "p"}
+    )  # fmt: skip
+
+    assert (settings.model_uri, settings.max_batch_rows, settings.model_load_timeout, settings.project) == (
+        "gs://bucket/dir/model.onnx", 10, 2.5, "p",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("MODEL_URI", "gs://bucket"),
+        ("MODEL_URI", "gs://bucket/"),
+        ("MODEL_URI", "gs:///model.onnx"),
+        ("MODEL_URI", "gs://bucket/dir/"),
+        ("MAX_BATCH_ROWS", "0"),
+        ("MAX_BATCH_ROWS", "-3"),
+        ("MAX_BATCH_ROWS", "ten"),
+        ("MAX_BATCH_ROWS", "1.5"),
+        ("MODEL_LOAD_TIMEOUT", "0"),
+        ("MODEL_LOAD_TIMEOUT", "nan"),
+        ("MODEL_LOAD_TIMEOUT", "inf"),
+        ("MODEL_LOAD_TIMEOUT", "soon"),
+    ],
+)
+def test_bad_setting_names_the_variable_and_the_value(name, value):
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({name: value})
+
+    assert str(raised.value).startswith(f"{name}: expected")
+    assert repr(value) in str(raised.value)
+
+
+def test_functions_framework_refuses_to_start_on_a_bad_setting():
+    env = {"PATH": "/usr/bin:/bin", "MODEL_URI": "gs://only-a-bucket", "PORT": str(free_port())}
+
+    result = subprocess.run(
+        [FUNCTIONS_FRAMEWORK, "--target=predict", "--host=127.0.0.1"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+    assert result.returncode != 0
+    assert "MODEL_URI: expected gs://bucket/object, got 'gs://only-a-bucket'" in result.stderr

@@ -1,0 +1,1 @@
+"""Training and publishing the model the service serves."""
