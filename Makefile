@@ -9,6 +9,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
 MODEL := artifacts/model.onnx
+SPACE := $(subst ,, )
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 SEED_CURL := curl -X POST http://localhost:$(PORT)/inference/ -H 'Content-Type: application/json' \
 	-d '{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}'
@@ -54,8 +55,8 @@ upload: $(VENV)/.serve-deps $(MODEL)
 	$(BIN)/python -m training.upload --source $(MODEL) --to "$(MODEL_URI)"
 
 run: $(VENV)/.serve-deps $(MODEL)
-	@echo "Serving predict on http://$(HOST):$(PORT) (Ctrl-C stops). In another terminal:"
-	@echo "  $(SEED_CURL)"
+	$(info Serving predict on http://$(HOST):$(PORT) (Ctrl-C stops). In another terminal:)
+	$(info $(SPACE) $(SEED_CURL))
 	exec $(BIN)/functions-framework --target=predict --host=$(HOST) --port=$(PORT)
 
 test: $(VENV)/.dev-deps $(VENV)/.debian-deps
