@@ -6,6 +6,12 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+CHECKOV_VENV := .venv-checkov
+# The pinned cdktf-cli and the Node.js 22 it runs on (jsii warns on every run under Node 20).
+export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
+# No update checks or telemetry from HashiCorp's tools.
+export CHECKPOINT_DISABLE := 1
+CDKTF := node_modules/.bin/cdktf
 HOST ?= 127.0.0.1
 PORT ?= 5000
 MODEL := artifacts/model.onnx
@@ -14,13 +20,15 @@ PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 SEED_CURL := curl -X POST http://localhost:$(PORT)/inference/ -H 'Content-Type: application/json' \
 	-d '{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}'
 
-.PHONY: help run test train upload
+.PHONY: help run test train upload synth synth-hcl deploy destroy
 
 help:
 	@echo "make run     train if needed, then serve predict on http://$(HOST):$(PORT)"
 	@echo "make test    install everything the tests need and run them"
 	@echo "make train   train the iris model and write $(MODEL)"
 	@echo "make upload  copy $(MODEL) to MODEL_URI (gs://bucket/object)"
+	@echo "make synth   cdktf synth: cdktf.out/stacks/secure-inference/cdk.tf.json"
+	@echo "make deploy  cdktf deploy (needs Google Cloud credentials)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,8 +49,21 @@ $(VENV)/.serve-deps: requirements.txt requirements-train.txt | $(BIN)/python
 	$(PIP) -r requirements-train.txt
 	touch $@
 
-$(VENV)/.dev-deps: requirements.txt requirements-train.txt requirements-dev.txt | $(BIN)/python
+$(VENV)/.dev-deps: requirements.txt requirements-train.txt requirements-infra.txt requirements-dev.txt | $(BIN)/python
 	$(PIP) -r requirements-dev.txt
+	touch $@
+
+$(VENV)/.infra-deps: requirements-infra.txt | $(BIN)/python
+	$(PIP) -r requirements-infra.txt
+	touch $@
+
+$(CHECKOV_VENV)/.installed: requirements-checkov.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 $(MODEL): | $(VENV)/.serve-deps
@@ -59,5 +80,17 @@ run: $(VENV)/.serve-deps $(MODEL)
 	$(info $(SPACE) $(SEED_CURL))
 	exec $(BIN)/functions-framework --target=predict --host=$(HOST) --port=$(PORT)
 
-test: $(VENV)/.dev-deps $(VENV)/.debian-deps
+synth: $(VENV)/.infra-deps node_modules/.installed
+	$(CDKTF) synth
+
+synth-hcl: $(VENV)/.infra-deps node_modules/.installed
+	$(CDKTF) synth --hcl
+
+deploy: $(VENV)/.infra-deps node_modules/.installed
+	$(CDKTF) deploy
+
+destroy: $(VENV)/.infra-deps node_modules/.installed
+	$(CDKTF) destroy
+
+test: $(VENV)/.dev-deps $(VENV)/.debian-deps node_modules/.installed $(CHECKOV_VENV)/.installed
 	$(BIN)/python -m pytest

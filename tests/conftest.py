@@ -103,3 +103,26 @@ def gcs_bucket(gcs_emulator: str, monkeypatch: pytest.MonkeyPatch):
 
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator)
     return storage.Client().create_bucket(f"models-{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture(scope="session")
+def synth():
+    """`synth(**env)` -> Synthesized; the provider loads once per session, each settings once."""
+    from cdktf import App, Testing
+
+    from secure_endpoint.settings import EndpointSettings
+    from secure_endpoint.stack import STACK_NAME, SecureEndpointStack
+    from tests.infra import BASE_ENV, Synthesized
+
+    cache: dict[frozenset, Synthesized] = {}
+
+    def run(**env: str) -> Synthesized:
+        merged = {**BASE_ENV, **env}
+        key = frozenset(merged.items())
+        if key not in cache:
+            settings = EndpointSettings.from_env(merged)
+            stack = SecureEndpointStack(App(), STACK_NAME, settings=settings)
+            cache[key] = Synthesized(Testing.synth(stack))
+        return cache[key]
+
+    return run

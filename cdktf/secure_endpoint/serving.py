@@ -1,0 +1,129 @@
+"""The serving side: the Cloud Run service, its identity, and the NEG the load balancer points at."""
+
+from cdktf_cdktf_provider_google.cloud_run_v2_service import (
+    CloudRunV2Service,
+    CloudRunV2ServiceTemplate,
+    CloudRunV2ServiceTemplateContainers,
+    CloudRunV2ServiceTemplateContainersEnv,
+    CloudRunV2ServiceTemplateContainersLivenessProbe,
+    CloudRunV2ServiceTemplateContainersLivenessProbeHttpGet,
+    CloudRunV2ServiceTemplateContainersPorts,
+    CloudRunV2ServiceTemplateContainersResources,
+    CloudRunV2ServiceTemplateContainersStartupProbe,
+    CloudRunV2ServiceTemplateContainersStartupProbeHttpGet,
+    CloudRunV2ServiceTemplateScaling,
+)
+from cdktf_cdktf_provider_google.compute_region_network_endpoint_group import (
+    ComputeRegionNetworkEndpointGroup,
+    ComputeRegionNetworkEndpointGroupCloudRun,
+)
+from cdktf_cdktf_provider_google.service_account import ServiceAccount
+from cdktf_cdktf_provider_google.storage_bucket_iam_member import StorageBucketIamMember
+from constructs import Construct
+
+from secure_endpoint.settings import EndpointSettings
+
+SERVICE_NAME = "inference"
+CONTAINER_PORT = 5000
+READY_PATH = "/readyz"
+HEALTH_PATH = "/healthz"
+MODEL_READER_ROLE = "roles/storage.objectViewer"
+INGRESS = "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"
+
+
+class ServingBackend(Construct):
+    """The inference service, reachable only through the load balancer.
+
+        service account ── objectViewer on the model's bucket (not storage.admin on the project)
+              │
+              ▼ runs as
+        Cloud Run v2 service "inference" ── ingress: internal + load balancer only,
+              ▲                              invoker IAM check off (the ingress rule is the gate)
+              │ points at
+        serverless NEG (same region)  ──►  `self.neg`, the backend of the edge
+
+    Outputs: `service`, `service_account`, `neg`.
+    """
+
+    def __init__(self, scope: Construct, id: str, *, settings: EndpointSettings):
+        super().__init__(scope, id)
+
+        self.service_account = ServiceAccount(
+            self,
+            "service-account",
+            account_id=f"{SERVICE_NAME}-run",
+            display_name=f"{SERVICE_NAME} Cloud Run service",
+            description="Runs the inference service; reads the model and nothing else",
+        )
+
+        self.model_reader = StorageBucketIamMember(
+            self,
+            "model-reader",
+            bucket=settings.model_bucket,
+            role=MODEL_READER_ROLE,
+            member=self.service_account.member,
+        )
+
+        self.service = CloudRunV2Service(
+            self,
+            "service",
+            name=SERVICE_NAME,
+            location=settings.region,
+            description="Inference endpoint behind the load balancer and Cloud Armor",
+            ingress=INGRESS,
+            # Callers are anonymous clients of the load balancer: the gate is ingress plus Cloud
+            # Armor, not IAM. Unlike an allUsers binding, this works under domain-restricted sharing.
+            invoker_iam_disabled=True,
+            deletion_protection=settings.deletion_protection,
+            template=CloudRunV2ServiceTemplate(
+                service_account=self.service_account.email,
+                max_instance_request_concurrency=settings.concurrency,
+                timeout="30s",
+                scaling=CloudRunV2ServiceTemplateScaling(
+                    min_instance_count=settings.min_instances,
+                    max_instance_count=settings.max_instances,
+                ),
+                containers=[
+                    CloudRunV2ServiceTemplateContainers(
+                        name=SERVICE_NAME,
+                        image=settings.image,
+                        ports=CloudRunV2ServiceTemplateContainersPorts(container_port=CONTAINER_PORT),
+                        env=[
+                            CloudRunV2ServiceTemplateContainersEnv(name="MODEL_URI", value=settings.model_uri),
+                            CloudRunV2ServiceTemplateContainersEnv(
+                                name="GOOGLE_CLOUD_PROJECT", value=settings.project_id
+                            ),
+                        ],
+                        resources=CloudRunV2ServiceTemplateContainersResources(
+                            # CPU only while serving: the service does no background work, and
+                            # request-based billing is what a scale-to-zero endpoint wants.
+                            cpu_idle=True,
+                            startup_cpu_boost=True,
+                            limits={"cpu": "1", "memory": "512Mi"},
+                        ),
+                        # /readyz loads the model, so an instance takes traffic only once it can answer.
+                        startup_probe=CloudRunV2ServiceTemplateContainersStartupProbe(
+                            http_get=CloudRunV2ServiceTemplateContainersStartupProbeHttpGet(path=READY_PATH),
+                            period_seconds=2,
+                            timeout_seconds=2,
+                            failure_threshold=30,
+                        ),
+                        liveness_probe=CloudRunV2ServiceTemplateContainersLivenessProbe(
+                            http_get=CloudRunV2ServiceTemplateContainersLivenessProbeHttpGet(path=HEALTH_PATH),
+                            period_seconds=15,
+                            timeout_seconds=2,
+                            failure_threshold=3,
+                        ),
+                    )
+                ],
+            ),
+        )
+
+        self.neg = ComputeRegionNetworkEndpointGroup(
+            self,
+            "neg",
+            name=f"{SERVICE_NAME}-neg",
+            region=self.service.location,
+            network_endpoint_type="SERVERLESS",
+            cloud_run=ComputeRegionNetworkEndpointGroupCloudRun(service=self.service.name),
+        )

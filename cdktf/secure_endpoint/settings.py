@@ -1,0 +1,132 @@
+"""The endpoint's settings: read from the environment once, checked before anything is synthesized."""
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from secure_endpoint.allowlist import AllowlistError, Network, parse_allowlist
+
+DEFAULT_REGION = "asia-northeast1"
+REPOSITORY = "inference-on-secure-cloud-run"
+# One instance serves about 3,000 single-row requests per second at 16 connections (`make bench`);
+# 80 requests in flight keeps queueing under ~30 ms while an instance is saturated.
+DEFAULT_CONCURRENCY = 80
+DEFAULT_MAX_INSTANCES = 3
+
+_PROJECT = re.compile(r"^(?:[a-z0-9.-]+:)?[a-z][a-z0-9-]{0,62}$")
+_REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
+_BUCKET = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,220}[a-z0-9])?$")
+_DOMAIN = re.compile(r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+class SettingsError(ValueError):
+    """Names the variable and its bad value."""
+
+
+@dataclass(frozen=True)
+class EndpointSettings:
+    project_id: str
+    region: str
+    allowed_ranges: tuple[Network, ...]
+    model_uri: str
+    image: str
+    domain: str | None = None
+    state_bucket: str | None = None
+    min_instances: int = 0
+    max_instances: int = DEFAULT_MAX_INSTANCES
+    concurrency: int = DEFAULT_CONCURRENCY
+    deletion_protection: bool = False
+    waf_rules: bool = True
+    rate_limit_per_minute: int | None = None
+
+    @property
+    def model_bucket(self) -> str:
+        return self.model_uri[len("gs://") :].split("/", 1)[0]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> "EndpointSettings":
+        project_id = _required(environ, "PROJECT_ID", _PROJECT, "a Google Cloud project id")
+        region = _optional(environ, "REGION", _REGION, "a region such as asia-northeast1") or DEFAULT_REGION
+        raw_ranges = environ.get("ALLOWED_IP_RANGES", "")
+        try:
+            allowed_ranges = parse_allowlist(raw_ranges)
+        except AllowlistError as error:
+            raise SettingsError(f"ALLOWED_IP_RANGES: {error}") from None
+        min_instances = _int(environ, "MIN_INSTANCES", 0, minimum=0)
+        max_instances = _int(environ, "MAX_INSTANCES", DEFAULT_MAX_INSTANCES, minimum=1)
+        if max_instances < min_instances:
+            raise SettingsError(
+                f"MAX_INSTANCES: expected at least MIN_INSTANCES ({min_instances}), got {max_instances}"
+            )
+        rate_limit = _int(environ, "RATE_LIMIT_PER_MINUTE", 0, minimum=0)
+        return cls(
+            project_id=project_id,
+            region=region,
+            allowed_ranges=allowed_ranges,
+            model_uri=_model_uri(environ),
+            image=environ.get("IMAGE", "").strip()
+            or f"{region}-docker.pkg.dev/{project_id}/{REPOSITORY}/inference:latest",
+            domain=_optional(environ, "DOMAIN", _DOMAIN, "a domain name such as api.example.com"),
+            state_bucket=_optional(environ, "TF_STATE_BUCKET", _BUCKET, "a Cloud Storage bucket name"),
+            min_instances=min_instances,
+            max_instances=max_instances,
+            concurrency=_int(environ, "CONCURRENCY", DEFAULT_CONCURRENCY, minimum=1, maximum=1000),
+            deletion_protection=_bool(environ, "DELETION_PROTECTION", False),
+            waf_rules=_bool(environ, "WAF_RULES", True),
+            rate_limit_per_minute=rate_limit or None,
+        )
+
+
+def _required(environ: Mapping[str, str], name: str, pattern: re.Pattern, what: str) -> str:
+    value = _optional(environ, name, pattern, what)
+    if value is None:
+        raise SettingsError(f"{name}: required; expected {what}, got nothing")
+    return value
+
+
+def _optional(environ: Mapping[str, str], name: str, pattern: re.Pattern, what: str) -> str | None:
+    value = environ.get(name, "").strip()
+    if not value:
+        return None
+    if not pattern.match(value):
+        raise SettingsError(f"{name}: expected {what}, got {value!r}")
+    return value
+
+
+def _model_uri(environ: Mapping[str, str]) -> str:
+    value = environ.get("MODEL_URI", "").strip()
+    bucket, _, name = value.removeprefix("gs://").partition("/")
+    if not value.startswith("gs://") or not _BUCKET.match(bucket) or not name or name.endswith("/"):
+        raise SettingsError(
+            f"MODEL_URI: expected the model's Cloud Storage URI, gs://bucket/object, got {value!r}"
+        )
+    return value
+
+
+def _int(
+    environ: Mapping[str, str], name: str, default: int, *, minimum: int, maximum: int | None = None
+) -> int:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = minimum - 1
+    if value < minimum or (maximum is not None and value > maximum):
+        bounds = f"from {minimum} to {maximum}" if maximum is not None else f"of at least {minimum}"
+        raise SettingsError(f"{name}: expected a whole number {bounds}, got {raw!r}")
+    return value
+
+
+def _bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise SettingsError(f"{name}: expected true or false, got {environ[name]!r}")

@@ -1,0 +1,42 @@
+"""The stack: provider, state, the serving side and the edge, and what a user needs to know after."""
+
+from cdktf import Fn, GcsBackend, TerraformOutput, TerraformStack
+from cdktf_cdktf_provider_google.provider import GoogleProvider
+from constructs import Construct
+
+from secure_endpoint.edge import ArmoredEdge
+from secure_endpoint.serving import ServingBackend
+from secure_endpoint.settings import EndpointSettings
+
+STACK_NAME = "secure-inference"
+STATE_PREFIX = "inference-on-secure-cloud-run"
+SEED_REQUEST = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+
+
+class SecureEndpointStack(TerraformStack):
+    """ServingBackend (Cloud Run + NEG) composed with ArmoredEdge (load balancer + Cloud Armor)."""
+
+    def __init__(self, scope: Construct, id: str, *, settings: EndpointSettings):
+        super().__init__(scope, id)
+        GoogleProvider(self, "google", project=settings.project_id, region=settings.region)
+        if settings.state_bucket:
+            GcsBackend(self, bucket=settings.state_bucket, prefix=STATE_PREFIX)
+
+        self.serving = ServingBackend(self, "serving", settings=settings)
+        self.edge = ArmoredEdge(self, "edge", settings=settings, neg=self.serving.neg)
+
+        endpoint = f"{self.edge.url}/inference/"
+        TerraformOutput(self, "load_balancer_ip", value=self.edge.address.address)
+        TerraformOutput(self, "endpoint_url", value=endpoint)
+        # Built by Terraform's own jsonencode: a literal JSON body here would carry double quotes
+        # that `cdktf synth --hcl` does not escape, and the HCL would not parse.
+        TerraformOutput(
+            self,
+            "curl",
+            value=Fn.format(
+                "curl -X POST %s -H 'Content-Type: application/json' -d '%s'",
+                [endpoint, Fn.jsonencode(SEED_REQUEST)],
+            ),
+        )
+        TerraformOutput(self, "service_name", value=self.serving.service.name)
+        TerraformOutput(self, "security_policy_name", value=self.edge.policy.name)

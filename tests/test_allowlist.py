@@ -1,0 +1,120 @@
+"""ALLOWED_IP_RANGES and the other infrastructure settings, checked before anything is synthesized."""
+
+import ipaddress
+import subprocess
+import sys
+
+import pytest
+
+from secure_endpoint.allowlist import MAX_RANGES_PER_RULE, AllowlistError, chunk_ranges, parse_allowlist
+from secure_endpoint.settings import DEFAULT_REGION, EndpointSettings, SettingsError
+from tests.helpers import ROOT
+from tests.infra import BASE_ENV
+
+
+def ranges(count: int, ipv6_every: int = 0) -> list[str]:
+    """`count` disjoint, non-adjacent ranges; every `ipv6_every`-th one IPv6."""
+    out = []
+    for i in range(count):
+        if ipv6_every and i % ipv6_every == 0:
+            out.append(f"2001:db8:{i:x}::/48")
+        else:
+            out.append(f"198.51.{i * 2}.0/24")
+    return out
+
+
+def test_bare_addresses_become_single_host_ranges():
+    assert [str(n) for n in parse_allowlist("203.0.113.4, 2001:db8::1")] == ["203.0.113.4/32", "2001:db8::1/128"]
+
+
+@pytest.mark.parametrize("separator", [",", " ", ", ", "\n", " ,\t"])
+def test_commas_and_spaces_both_separate(separator):
+    assert len(parse_allowlist(separator.join(["203.0.113.4", "198.51.100.0/24"]))) == 2
+
+
+def test_duplicates_and_contained_ranges_are_folded():
+    folded = parse_allowlist("10.1.0.0/16 10.1.2.0/24 10.1.2.3 10.1.0.0/16 2001:db8::/32 2001:db8:1::1")
+
+    assert [str(n) for n in folded] == ["10.1.0.0/16", "2001:db8::/32"]
+
+
+@pytest.mark.parametrize(
+    "raw, words",
+    [
+        ("", ["expected IPv4/IPv6 addresses or CIDRs", "got ''"]),
+        ("your ip address", ["placeholder 'your ip address'"]),
+        ("203.0.113.4, example.com", ["got 'example.com'"]),
+        ("203.0.113.300", ["got '203.0.113.300'"]),
+        ("10.0.0.5/24", ["host bits set", "did you mean 10.0.0.0/24?"]),
+        ("2001:db8::1/32", ["did you mean 2001:db8::/32?"]),
+        ("0.0.0.0/0", ["lets everyone in"]),
+        ("203.0.113.4 ::/0", ["'::/0'", "lets everyone in"]),
+    ],
+)
+def test_bad_allowlists_are_refused_saying_why(raw, words):
+    with pytest.raises(AllowlistError) as raised:
+        parse_allowlist(raw)
+
+    for word in words:
+        assert word in str(raised.value)
+
+
+@pytest.mark.parametrize("count", [1, 10, 11, 25])
+def test_chunks_hold_at_most_ten_ranges_and_lose_none(count):
+    networks = parse_allowlist(" ".join(ranges(count, ipv6_every=4)))
+
+    chunks = chunk_ranges(networks)
+
+    assert len(chunks) == -(-count // MAX_RANGES_PER_RULE)
+    assert all(1 <= len(chunk) <= MAX_RANGES_PER_RULE for chunk in chunks)
+    assert sorted(r for chunk in chunks for r in chunk) == sorted(str(ipaddress.ip_network(r)) for r in ranges(count, 4))
+
+
+def test_settings_defaults():
+    settings = EndpointSettings.from_env(BASE_ENV)
+
+    assert settings.region == DEFAULT_REGION
+    assert settings.image == f"{DEFAULT_REGION}-docker.pkg.dev/p/inference-on-secure-cloud-run/inference:latest"
+    assert settings.model_bucket == "b"
+    assert (settings.domain, settings.state_bucket, settings.deletion_protection) == (None, None, False)
+    assert (settings.min_instances, settings.waf_rules, settings.rate_limit_per_minute) == (0, True, None)
+
+
+@pytest.mark.parametrize(
+    "name, value, words",
+    [
+        ("PROJECT_ID", "", "PROJECT_ID: required"),
+        ("PROJECT_ID", "My Project", "PROJECT_ID: expected a Google Cloud project id, got 'My Project'"),
+        ("MODEL_URI", "", "MODEL_URI: expected the model's Cloud Storage URI, gs://bucket/object, got ''"),
+        ("MODEL_URI", "artifacts/model.onnx", "got 'artifacts/model.onnx'"),
+        ("MODEL_URI", "gs://bucket", "got 'gs://bucket'"),
+        ("ALLOWED_IP_RANGES", "", "ALLOWED_IP_RANGES: expected"),
+        ("ALLOWED_IP_RANGES", "your ip address", "ALLOWED_IP_RANGES: expected your own addresses"),
+        ("REGION", "tokyo", "REGION: expected a region such as asia-northeast1, got 'tokyo'"),
+        ("DOMAIN", "https://api.example.com", "DOMAIN: expected a domain name"),
+        ("TF_STATE_BUCKET", "gs://state", "TF_STATE_BUCKET: expected a Cloud Storage bucket name, got 'gs://state'"),
+        ("MAX_INSTANCES", "0", "MAX_INSTANCES: expected a whole number of at least 1, got '0'"),
+        ("MIN_INSTANCES", "5", "MAX_INSTANCES: expected at least MIN_INSTANCES (5), got 3"),
+        ("CONCURRENCY", "5000", "CONCURRENCY: expected a whole number from 1 to 1000, got '5000'"),
+        ("DELETION_PROTECTION", "maybe", "DELETION_PROTECTION: expected true or false, got 'maybe'"),
+        ("RATE_LIMIT_PER_MINUTE", "lots", "RATE_LIMIT_PER_MINUTE: expected a whole number"),
+    ],
+)
+def test_bad_setting_names_the_variable_and_value(name, value, words):
+    with pytest.raises(SettingsError) as raised:
+        EndpointSettings.from_env({**BASE_ENV, name: value})
+
+    assert words in str(raised.value)
+
+
+def test_synth_with_a_bad_setting_fails_naming_it_and_writes_nothing(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", **BASE_ENV, "ALLOWED_IP_RANGES": "your ip address"}
+
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "cdktf" / "main.py")], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )  # fmt: skip
+
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ALLOWED_IP_RANGES:")
+    assert "your ip address" in result.stderr
+    assert list(tmp_path.iterdir()) == []

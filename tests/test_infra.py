@@ -1,0 +1,234 @@
+"""The synthesized graph: every resource of the seed, corrected, wired by reference."""
+
+import ipaddress
+
+import pytest
+
+from secure_endpoint.allowlist import MAX_RANGES_PER_RULE
+from secure_endpoint.edge import ALLOW_PRIORITY_START, DEFAULT_RULE_PRIORITY, WAF_PRIORITY_START
+from secure_endpoint.serving import CONTAINER_PORT, HEALTH_PATH, INGRESS, MODEL_READER_ROLE, READY_PATH
+from tests.infra import is_reference
+from tests.test_allowlist import ranges
+
+RUN = "google_cloud_run_v2_service"
+NEG = "google_compute_region_network_endpoint_group"
+POLICY = "google_compute_security_policy"
+BACKEND = "google_compute_backend_service"
+ADDRESS = "google_compute_global_address"
+URL_MAP = "google_compute_url_map"
+FORWARDING = "google_compute_global_forwarding_rule"
+SA = "google_service_account"
+
+
+@pytest.fixture(scope="module")
+def plain(synth):
+    return synth()
+
+
+@pytest.fixture(scope="module")
+def https(synth):
+    return synth(DOMAIN="api.example.com")
+
+
+def container(stack):
+    (only,) = stack.one(RUN)["template"]["containers"]
+    return only
+
+
+def test_the_seed_graph_is_all_there(plain):
+    for kind in (ADDRESS, SA, RUN, NEG, POLICY, BACKEND, URL_MAP, "google_compute_target_http_proxy", FORWARDING,
+                 "google_storage_bucket_iam_member"):  # fmt: skip
+        assert len(plain.resources(kind)) == 1, kind
+
+
+def test_the_address_is_a_static_external_ipv4(plain):
+    address = plain.one(ADDRESS)
+
+    assert (address["address_type"], address["ip_version"]) == ("EXTERNAL", "IPV4")
+
+
+def test_cloud_run_admits_only_the_load_balancer(plain):
+    service = plain.one(RUN)
+
+    assert service["ingress"] == INGRESS == "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"
+    assert service["invoker_iam_disabled"] is True
+    assert service["deletion_protection"] is False
+    assert not plain.resources("google_cloud_run_service_iam_policy")
+
+
+def test_cloud_run_runs_the_image_with_the_model_uri(plain, synth):
+    port = container(plain)["ports"]
+    env = {item["name"]: item["value"] for item in container(plain)["env"]}
+
+    assert port["container_port"] == CONTAINER_PORT == 5000
+    assert container(plain)["image"] == "asia-northeast1-docker.pkg.dev/p/inference-on-secure-cloud-run/inference:latest"
+    assert env["MODEL_URI"] == "gs://b/model.onnx"
+    assert container(synth(IMAGE="eu.gcr.io/x/y:1"))["image"] == "eu.gcr.io/x/y:1"
+
+
+def test_cloud_run_resources_scaling_and_probes(plain, synth):
+    template = plain.one(RUN)["template"]
+    resources = container(plain)["resources"]
+
+    assert resources["cpu_idle"] is True
+    assert resources["startup_cpu_boost"] is True
+    assert template["scaling"] == {"min_instance_count": 0, "max_instance_count": 3}
+    assert template["max_instance_request_concurrency"] == 80
+    assert container(plain)["startup_probe"]["http_get"]["path"] == READY_PATH
+    assert container(plain)["liveness_probe"]["http_get"]["path"] == HEALTH_PATH
+    assert template["service_account"] == plain.address(SA, "email")
+
+    tuned = synth(MIN_INSTANCES="1", MAX_INSTANCES="10", CONCURRENCY="40", DELETION_PROTECTION="true").one(RUN)
+    assert tuned["template"]["scaling"] == {"min_instance_count": 1, "max_instance_count": 10}
+    assert tuned["template"]["max_instance_request_concurrency"] == 40
+    assert tuned["deletion_protection"] is True
+
+
+def test_the_service_account_reads_the_model_bucket_only(plain):
+    binding = plain.one("google_storage_bucket_iam_member")
+
+    assert binding["bucket"] == "b"
+    assert binding["role"] == MODEL_READER_ROLE == "roles/storage.objectViewer"
+    assert binding["member"] == plain.address(SA, "member")
+    assert not plain.resources("google_project_iam_member")
+
+
+def test_the_neg_is_serverless_and_points_at_the_service_in_its_region(plain):
+    neg = plain.one(NEG)
+
+    assert neg["network_endpoint_type"] == "SERVERLESS"
+    assert neg["cloud_run"]["service"] == plain.address(RUN, "name")
+    assert neg["region"] == plain.address(RUN, "location")
+
+
+def test_the_backend_is_external_managed_with_the_policy_logs_and_no_rejected_fields(plain):
+    backend = plain.one(BACKEND)
+
+    assert backend["load_balancing_scheme"] == "EXTERNAL_MANAGED"
+    assert backend["security_policy"] == plain.address(POLICY, "id")
+    assert backend["backend"] == [{"group": plain.address(NEG, "id")}]
+    assert backend["log_config"] == {"enable": True, "sample_rate": 1}
+    for rejected in ("port_name", "timeout_sec", "health_checks"):
+        assert rejected not in backend
+
+
+def test_http_chain_is_wired_by_reference(plain):
+    url_map = plain.one(URL_MAP)
+    proxy = plain.one("google_compute_target_http_proxy")
+    rule = plain.one(FORWARDING)
+
+    assert url_map["default_service"] == plain.address(BACKEND, "id")
+    assert proxy["url_map"] == plain.address(URL_MAP, "id")
+    assert rule["target"] == plain.address("google_compute_target_http_proxy", "id")
+    assert rule["ip_address"] == plain.address(ADDRESS, "address")
+    assert (rule["load_balancing_scheme"], rule["ip_protocol"], rule["port_range"]) == ("EXTERNAL_MANAGED", "TCP", "80")
+
+
+def test_policy_allows_the_ranges_then_denies_everyone_with_403(plain):
+    rules = plain.policy_rules()
+    allow = [r for r in rules if r["action"] == "allow"]
+
+    assert [r["match"]["config"]["src_ip_ranges"] for r in allow] == [["203.0.113.4/32"]]
+    assert allow[0]["priority"] == ALLOW_PRIORITY_START
+    assert rules[-1]["priority"] == DEFAULT_RULE_PRIORITY == 2147483647
+    assert rules[-1]["action"] == "deny(403)"
+    assert rules[-1]["match"] == {"versioned_expr": "SRC_IPS_V1", "config": {"src_ip_ranges": ["*"]}}
+    assert all(r["description"] and len(r["description"]) <= 64 for r in rules)
+
+
+def test_policy_has_adaptive_protection_and_json_parsing(plain):
+    policy = plain.one(POLICY)
+
+    assert policy["adaptive_protection_config"]["layer_7_ddos_defense_config"]["enable"] is True
+    assert policy["advanced_options_config"]["json_parsing"] == "STANDARD"
+
+
+def test_waf_rules_come_before_the_allow_rules_and_can_be_turned_off(plain, synth):
+    waf = [r for r in plain.policy_rules() if "expr" in r["match"]]
+
+    assert waf and all(r["action"] == "deny(403)" for r in waf)
+    assert all(WAF_PRIORITY_START <= r["priority"] < ALLOW_PRIORITY_START for r in waf)
+    expressions = " ".join(r["match"]["expr"]["expression"] for r in waf)
+    assert "sqli-v33-stable" in expressions and "cve-canary" in expressions
+
+    assert not [r for r in synth(WAF_RULES="false").policy_rules() if "expr" in r["match"]]
+
+
+def test_rate_limit_throttles_the_allowed_ranges(synth):
+    rules = synth(RATE_LIMIT_PER_MINUTE="600").policy_rules()
+    (throttle,) = [r for r in rules if r["action"] == "throttle"]
+
+    assert throttle["match"]["config"]["src_ip_ranges"] == ["203.0.113.4/32"]
+    options = throttle["rate_limit_options"]
+    assert (options["conform_action"], options["exceed_action"], options["enforce_on_key"]) == ("allow", "deny(429)", "IP")
+    assert options["rate_limit_threshold"] == {"count": 600, "interval_sec": 60}
+    assert not [r for r in rules if r["action"] == "allow"]
+
+
+@pytest.mark.parametrize("count", [1, 10, 11, 25])
+def test_allowlist_is_split_into_rules_of_at_most_ten(synth, count):
+    given = ranges(count, ipv6_every=3)
+
+    rules = synth(ALLOWED_IP_RANGES=", ".join(given)).policy_rules()
+
+    allow = [r for r in rules if r["action"] == "allow"]
+    assert len(allow) == -(-count // MAX_RANGES_PER_RULE)
+    assert all(len(r["match"]["config"]["src_ip_ranges"]) <= MAX_RANGES_PER_RULE for r in allow)
+    assert [r["priority"] for r in allow] == sorted({r["priority"] for r in allow})
+    assert sorted(ip for r in allow for ip in r["match"]["config"]["src_ip_ranges"]) == sorted(
+        str(ipaddress.ip_network(r)) for r in given
+    )
+
+
+def test_https_adds_a_certificate_a_443_rule_on_the_same_address_and_redirects_80(https):
+    certificate = https.one("google_compute_managed_ssl_certificate")
+    proxy = https.one("google_compute_target_https_proxy")
+    rules = {rule["port_range"]: rule for rule in https.resources(FORWARDING).values()}
+    maps = list(https.resources(URL_MAP).items())
+    redirect = next(m for _, m in maps if "default_url_redirect" in m)
+    serving_map = next(m for _, m in maps if "default_service" in m)
+    (redirect_key,) = [k for k, m in maps if m is redirect]
+    (http_proxy,) = https.resources("google_compute_target_http_proxy").values()
+
+    assert certificate["managed"]["domains"] == ["api.example.com"]
+    assert certificate["lifecycle"]["create_before_destroy"] is True
+    assert proxy["ssl_certificates"] == [https.address("google_compute_managed_ssl_certificate", "id")]
+    assert set(rules) == {"80", "443"}
+    assert rules["443"]["ip_address"] == rules["80"]["ip_address"] == https.address(ADDRESS, "address")
+    assert rules["443"]["target"] == https.address("google_compute_target_https_proxy", "id")
+    assert redirect["default_url_redirect"]["https_redirect"] is True
+    assert "default_service" not in redirect
+    assert http_proxy["url_map"] == f"${{{URL_MAP}.{redirect_key}.id}}"
+    assert serving_map["default_service"] == https.address(BACKEND, "id")
+
+
+def test_a_new_domain_gets_a_new_certificate_name(https, synth):
+    other = synth(DOMAIN="api2.example.com")
+
+    assert https.one("google_compute_managed_ssl_certificate")["name"] != other.one("google_compute_managed_ssl_certificate")["name"]
+
+
+def test_outputs_tell_the_user_where_to_call(plain, https):
+    outputs = plain.json["output"]
+
+    assert set(outputs) == {"load_balancer_ip", "endpoint_url", "curl", "service_name", "security_policy_name"}
+    assert outputs["load_balancer_ip"]["value"] == plain.address(ADDRESS, "address")
+    assert outputs["endpoint_url"]["value"] == f"http://{plain.address(ADDRESS, 'address')}/inference/"
+    curl = outputs["curl"]["value"]
+    assert curl.startswith('${format("curl -X POST %s -H \'Content-Type: application/json\' -d \'%s\'", ')
+    assert f"http://{plain.address(ADDRESS, 'address')}/inference/" in curl
+    assert 'jsonencode({"sepal_length" = 5.1, "sepal_width" = 3.5, "petal_length" = 1.4, "petal_width" = 0.2})' in curl
+    assert https.json["output"]["endpoint_url"]["value"] == "https://api.example.com/inference/"
+    assert is_reference(outputs["service_name"]["value"])
+
+
+def test_state_goes_to_gcs_when_a_bucket_is_named(plain, synth):
+    assert synth(TF_STATE_BUCKET="my-state").json["terraform"]["backend"] == {
+        "gcs": {"bucket": "my-state", "prefix": "inference-on-secure-cloud-run"}
+    }
+    assert "gcs" not in plain.json["terraform"].get("backend", {})
+
+
+def test_the_provider_is_pinned(plain):
+    assert plain.json["terraform"]["required_providers"]["google"] == {"source": "google", "version": "6.50.0"}
+    assert plain.json["provider"]["google"] == [{"project": "p", "region": "asia-northeast1"}]

@@ -1,0 +1,80 @@
+"""The path a user takes: the pinned cdktf-cli running cdktf.json's app, and a scanner nobody here wrote."""
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from tests.helpers import ROOT
+from tests.infra import BASE_ENV
+
+CDKTF = ROOT / "node_modules" / ".bin" / "cdktf"
+CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
+STACK = "secure-inference"
+
+
+def cdktf(*args: str, env: dict[str, str], tmp_path) -> subprocess.CompletedProcess:
+    assert CDKTF.exists(), "`make test` installs cdktf-cli from package-lock.json"
+    full_env = {
+        **os.environ,
+        "PATH": f"{CDKTF.parent}{os.pathsep}{os.environ['PATH']}",
+        "CHECKPOINT_DISABLE": "1",
+        "HOME": str(tmp_path),  # cdktf-cli keeps its config in ~/.cdktf
+        **env,
+    }
+    return subprocess.run(
+        [str(CDKTF), *args], cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.fixture(scope="module")
+def cli_output(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cdktf-out")
+    result = cdktf("synth", "--output", str(out), env=BASE_ENV, tmp_path=out.parent)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return out, result
+
+
+def test_cdktf_synth_writes_the_stack(cli_output, synth):
+    out, _ = cli_output
+
+    written = json.loads((out / "stacks" / STACK / "cdk.tf.json").read_text())
+
+    assert written["resource"].keys() == synth().json["resource"].keys()
+
+
+def test_cdktf_synth_shows_no_node_version_warning(cli_output):
+    _, result = cli_output
+
+    assert "end-of-life" not in (result.stdout + result.stderr).lower()
+    assert "node.js" not in result.stderr.lower()
+
+
+def test_cdktf_synth_refuses_the_seed_placeholder(tmp_path):
+    result = cdktf(
+        "synth", "--output", str(tmp_path / "out"),
+        env={**BASE_ENV, "ALLOWED_IP_RANGES": "your ip address"}, tmp_path=tmp_path,
+    )  # fmt: skip
+
+    assert result.returncode != 0
+    assert "ALLOWED_IP_RANGES: expected your own addresses, got the placeholder 'your ip address'" in result.stdout + result.stderr
+    assert not (tmp_path / "out" / "stacks").exists()
+
+
+def test_checkov_finds_no_failed_check_in_the_hcl(tmp_path):
+    assert CHECKOV.exists(), "`make test` installs checkov into .venv-checkov"
+    out = tmp_path / "hcl"
+    synthesized = cdktf("synth", "--hcl", "--output", str(out), env=BASE_ENV, tmp_path=tmp_path)
+    assert synthesized.returncode == 0, synthesized.stdout + synthesized.stderr
+
+    scan = subprocess.run(
+        [str(CHECKOV), "-d", str(out / "stacks" / STACK), "--framework", "terraform", "--skip-download", "-o", "json"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+    summary = json.loads(scan.stdout)["summary"]
+    assert summary["parsing_errors"] == 0
+    assert summary["resource_count"] >= 10
+    assert summary["failed"] == 0, scan.stdout
+    assert summary["passed"] > 0
