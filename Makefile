@@ -20,7 +20,7 @@ PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 SEED_CURL := curl -X POST http://localhost:$(PORT)/inference/ -H 'Content-Type: application/json' \
 	-d '{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}'
 
-.PHONY: help run test train upload synth synth-hcl deploy destroy
+.PHONY: help run test train upload synth synth-hcl deploy destroy check-ip
 
 help:
 	@echo "make run     train if needed, then serve predict on http://$(HOST):$(PORT)"
@@ -29,6 +29,7 @@ help:
 	@echo "make upload  copy $(MODEL) to MODEL_URI (gs://bucket/object)"
 	@echo "make synth   cdktf synth: cdktf.out/stacks/secure-inference/cdk.tf.json"
 	@echo "make deploy  cdktf deploy (needs Google Cloud credentials)"
+	@echo "make check-ip IP=a.b.c.d  which Cloud Armor rule of the synthesized policy an address hits"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -91,6 +92,9 @@ deploy: $(VENV)/.infra-deps node_modules/.installed
 
 destroy: $(VENV)/.infra-deps node_modules/.installed
 	$(CDKTF) destroy
+
+check-ip: $(VENV)/.infra-deps node_modules/.installed
+	$(BIN)/python cdktf/ops.py check-ip $(IP)
 
 test: $(VENV)/.dev-deps $(VENV)/.debian-deps node_modules/.installed $(CHECKOV_VENV)/.installed
 	$(BIN)/python -m pytest

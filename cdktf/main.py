@@ -1,6 +1,7 @@
 """`cdktf synth` / `cdktf deploy` entry point (see cdktf.json): settings from the environment."""
 
 import sys
+from pathlib import Path
 
 from secure_endpoint.settings import EndpointSettings, SettingsError
 
@@ -14,11 +15,14 @@ def main() -> int:
     # Loading the provider through jsii takes seconds: only once the settings are known good.
     from cdktf import App
 
-    from secure_endpoint.stack import STACK_NAME, SecureEndpointStack
+    from secure_endpoint.settings import STACK_NAME
+    from secure_endpoint.stack import SecureEndpointStack
+    from secure_endpoint.synthesized import record_settings
 
     app = App()
     SecureEndpointStack(app, STACK_NAME, settings=settings)
     app.synth()
+    record_settings(Path(app.outdir), settings)
     return 0
 
 

@@ -111,7 +111,8 @@ def synth():
     from cdktf import App, Testing
 
     from secure_endpoint.settings import EndpointSettings
-    from secure_endpoint.stack import STACK_NAME, SecureEndpointStack
+    from secure_endpoint.settings import STACK_NAME
+    from secure_endpoint.stack import SecureEndpointStack
     from tests.infra import BASE_ENV, Synthesized
 
     cache: dict[frozenset, Synthesized] = {}

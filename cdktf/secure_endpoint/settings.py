@@ -1,5 +1,6 @@
 """The endpoint's settings: read from the environment once, checked before anything is synthesized."""
 
+import dataclasses
 import os
 import re
 from collections.abc import Mapping
@@ -7,6 +8,7 @@ from dataclasses import dataclass
 
 from secure_endpoint.allowlist import AllowlistError, Network, parse_allowlist
 
+STACK_NAME = "secure-inference"
 DEFAULT_REGION = "asia-northeast1"
 REPOSITORY = "inference-on-secure-cloud-run"
 # One instance serves about 3,000 single-row requests per second at 16 connections (`make bench`);
@@ -40,6 +42,12 @@ class EndpointSettings:
     deletion_protection: bool = False
     waf_rules: bool = True
     rate_limit_per_minute: int | None = None
+
+    def as_json(self) -> dict:
+        """Every setting as JSON values: what a synthesized output was made from."""
+        values = dataclasses.asdict(self)
+        values["allowed_ranges"] = [str(network) for network in self.allowed_ranges]
+        return values
 
     @property
     def model_bucket(self) -> str:

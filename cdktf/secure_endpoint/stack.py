@@ -8,7 +8,6 @@ from secure_endpoint.edge import ArmoredEdge
 from secure_endpoint.serving import ServingBackend
 from secure_endpoint.settings import EndpointSettings
 
-STACK_NAME = "secure-inference"
 STATE_PREFIX = "inference-on-secure-cloud-run"
 SEED_REQUEST = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 

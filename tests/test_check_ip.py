@@ -1,0 +1,152 @@
+"""`make check-ip`: Cloud Armor's decision for an address, from the synthesized policy."""
+
+import ipaddress
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import ops
+from secure_endpoint.armor import Rule, decide, rules_from_terraform
+from secure_endpoint.settings import EndpointSettings
+from secure_endpoint.synthesized import record_settings, staleness, stack_file
+from tests.infra import BASE_ENV
+from tests.test_allowlist import ranges
+
+SHAPES = {
+    "1 range": ["203.0.113.4"],
+    "11 ranges, IPv6 mixed": ranges(11, ipv6_every=3),
+    "25 ranges, IPv6 mixed": ranges(25, ipv6_every=4),
+    "IPv6 only": ["2001:db8::/48", "2001:db8:ffff::1"],
+}
+
+ipv4 = st.integers(0, 2**32 - 1).map(ipaddress.IPv4Address)
+ipv6 = st.integers(0, 2**128 - 1).map(ipaddress.IPv6Address)
+
+
+def near(networks):
+    """Addresses at and around each range's edges, where off-by-one mistakes live."""
+    for network in networks:
+        first, last = int(network.network_address), int(network.broadcast_address)
+        top = 2**network.max_prefixlen - 1
+        for value in (first - 1, first, first + 1, last - 1, last, last + 1):
+            if 0 <= value <= top:
+                yield ipaddress.ip_address(value) if network.version == 4 else ipaddress.IPv6Address(value)
+
+
+@pytest.fixture(scope="module", params=list(SHAPES), ids=list(SHAPES))
+def shape(request, synth):
+    given_ranges = SHAPES[request.param]
+    stack = synth(ALLOWED_IP_RANGES=" ".join(given_ranges))
+    networks = [ipaddress.ip_network(r, strict=False) for r in given_ranges]
+    return rules_from_terraform(stack.one("google_compute_security_policy")), networks
+
+
+def inside(address, networks) -> bool:
+    return any(address.version == n.version and address in n for n in networks)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(address=st.one_of(ipv4, ipv6))
+def test_decision_is_allow_exactly_inside_the_allowlist(shape, address):
+    rules, networks = shape
+
+    decision = decide(rules, str(address))
+
+    assert decision.allowed == inside(address, networks)
+    assert decision.action == ("allow" if inside(address, networks) else "deny(403)")
+
+
+def test_range_edges_hit_exactly(shape):
+    rules, networks = shape
+
+    for address in near(networks):
+        assert decide(rules, str(address)).allowed == inside(address, networks), address
+
+
+def test_the_default_rule_decides_for_strangers(shape):
+    rules, _ = shape
+
+    decision = decide(rules, "192.0.2.1")
+
+    assert decision.rule.priority == 2147483647
+    assert decision.rule.description == "default: deny everyone else"
+
+
+def test_expression_rules_are_reported_not_guessed(shape):
+    rules, _ = shape
+
+    decision = decide(rules, "203.0.113.4")
+
+    assert len(decision.not_evaluated) == 10
+    assert all(r.expression for r in decision.not_evaluated)
+
+
+def test_first_match_by_priority_wins_and_preview_rules_are_not_enforced():
+    rules = [
+        Rule(priority=2147483647, action="deny(403)", src_ip_ranges=("*",)),
+        Rule(priority=500, action="deny(403)", description="trial", src_ip_ranges=("10.0.0.0/8",), preview=True),
+        Rule(priority=1000, action="allow", src_ip_ranges=("10.1.0.0/16",)),
+        Rule(priority=900, action="deny(404)", src_ip_ranges=("10.1.2.0/24",)),
+    ]
+
+    assert decide(rules, "10.1.2.3").action == "deny(404)"
+    allowed = decide(rules, "10.1.3.4")
+    assert allowed.action == "allow"
+    assert [r.description for r in allowed.previews] == ["trial"]
+    assert decide(rules, "10.9.9.9").rule.priority == 2147483647
+
+
+def test_an_address_that_is_not_one_is_refused():
+    with pytest.raises(ValueError):
+        decide([], "203.0.113")
+
+
+@pytest.fixture
+def synthesized_out(tmp_path, synth, monkeypatch):
+    """A cdktf.out as `make synth` leaves it, for the settings in the environment."""
+    for name, value in BASE_ENV.items():
+        monkeypatch.setenv(name, value)
+    path = stack_file(tmp_path)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(synth().json))
+    record_settings(tmp_path, EndpointSettings.from_env(BASE_ENV))
+    return tmp_path
+
+
+def test_cli_exits_0_when_every_address_is_allowed(synthesized_out, capsys):
+    assert ops.main(["--out", str(synthesized_out), "check-ip", "203.0.113.4"]) == 0
+
+    out = capsys.readouterr().out
+    assert "203.0.113.4  allow      rule 1000 (ALLOWED_IP_RANGES part 1 of 1)" in out
+    assert "not evaluated: 10 expression rules" in out
+
+
+def test_cli_exits_1_when_any_address_is_denied(synthesized_out, capsys):
+    assert ops.main(["--out", str(synthesized_out), "check-ip", "203.0.113.4,198.51.100.7"]) == 1
+
+    out = capsys.readouterr().out
+    assert "198.51.100.7  deny(403)  rule 2147483647 (default: deny everyone else)" in out
+
+
+@pytest.mark.parametrize("addresses, words", [([], "expected at least one address"), (["203.0.113.4", "nope"], "got 'nope'")])
+def test_cli_exits_2_on_bad_input(synthesized_out, capsys, addresses, words):
+    assert ops.main(["--out", str(synthesized_out), "check-ip", *addresses]) == 2
+
+    assert words in capsys.readouterr().err
+
+
+def test_cli_exits_2_without_settings_or_policy(tmp_path, capsys):
+    assert ops.main(["--out", str(tmp_path / "none"), "check-ip", "203.0.113.4"]) == 2
+
+    assert "PROJECT_ID: required" in capsys.readouterr().err
+
+
+def test_synthesized_output_is_stale_when_settings_change(synthesized_out):
+    assert staleness(synthesized_out, EndpointSettings.from_env(BASE_ENV)) is None
+
+    changed = EndpointSettings.from_env({**BASE_ENV, "ALLOWED_IP_RANGES": "203.0.113.5"})
+
+    assert staleness(synthesized_out, changed) == "the settings changed since the last synth"
+    assert staleness(synthesized_out / "elsewhere", changed).startswith("nothing synthesized")
