@@ -20,7 +20,7 @@ PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 SEED_CURL := curl -X POST http://localhost:$(PORT)/inference/ -H 'Content-Type: application/json' \
 	-d '{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}'
 
-.PHONY: help run test train upload synth synth-hcl deploy destroy check-ip
+.PHONY: help run test train upload synth synth-hcl deploy destroy check-ip endpoint verify
 
 help:
 	@echo "make run     train if needed, then serve predict on http://$(HOST):$(PORT)"
@@ -30,6 +30,8 @@ help:
 	@echo "make synth   cdktf synth: cdktf.out/stacks/secure-inference/cdk.tf.json"
 	@echo "make deploy  cdktf deploy (needs Google Cloud credentials)"
 	@echo "make check-ip IP=a.b.c.d  which Cloud Armor rule of the synthesized policy an address hits"
+	@echo "make endpoint  the deployed URL and curl commands"
+	@echo "make verify    compare the live Cloud Armor policy with the code"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -95,6 +97,9 @@ destroy: $(VENV)/.infra-deps node_modules/.installed
 
 check-ip: $(VENV)/.infra-deps node_modules/.installed
 	$(BIN)/python cdktf/ops.py check-ip $(IP)
+
+endpoint verify: $(VENV)/.infra-deps
+	$(BIN)/python cdktf/ops.py $@
 
 test: $(VENV)/.dev-deps $(VENV)/.debian-deps node_modules/.installed $(CHECKOV_VENV)/.installed
 	$(BIN)/python -m pytest

@@ -2,6 +2,10 @@
 
 check-ip  which Cloud Armor rule of the synthesized policy each address hits (offline);
           exit 0 when all are allowed, 1 when any is denied, 2 on bad input.
+endpoint  the deployed load balancer's URL and ready curl commands (Compute API).
+verify    compares the live Cloud Armor policy with the code; exit 0 in sync, 1 on drift.
+
+endpoint and verify use Application Default Credentials and the settings of `make deploy`.
 """
 
 import argparse
@@ -11,6 +15,8 @@ import sys
 from pathlib import Path
 
 from secure_endpoint.armor import decide
+from secure_endpoint.live import Live, LiveError, drift, endpoint_report
+from secure_endpoint.plan import POLICY_NAME
 from secure_endpoint.settings import EndpointSettings, SettingsError
 from secure_endpoint.synthesized import NoPolicy, load_policy, staleness
 
@@ -74,20 +80,51 @@ def check_ip(addresses: list[str], outdir: Path) -> int:
     return EXIT_ALLOWED if all(d.allowed for d in decisions) else EXIT_DENIED
 
 
-def main(argv: list[str] | None = None) -> int:
+def endpoint(live_factory) -> int:
+    settings = _settings()
+    report = endpoint_report(live_factory(settings.project_id), settings)
+    print("\n".join(report.lines))
+    return EXIT_ALLOWED
+
+
+def verify(live_factory) -> int:
+    settings = _settings()
+    differences = drift(live_factory(settings.project_id), settings)
+    if not differences:
+        print(f"in sync: the live policy {POLICY_NAME} is what the code synthesizes")
+        return 0
+    print(f"drift: the live policy {POLICY_NAME} differs from the code in {len(differences)} ways:")
+    for difference in differences:
+        print(f"  - {difference}")
+    print("`make deploy` puts the code's policy back; change ALLOWED_IP_RANGES to keep a live change")
+    return 1
+
+
+def _settings() -> EndpointSettings:
+    try:
+        return EndpointSettings.from_env()
+    except SettingsError as error:
+        raise OpsError(f"{error} (the same settings as `make deploy`)") from None
+
+
+def main(argv: list[str] | None = None, live_factory=Live.with_default_credentials) -> int:
     parser = argparse.ArgumentParser(prog="ops", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "cdktf.out", help="cdktf's output folder")
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("check-ip", help="which rule an address hits")
     check.add_argument("addresses", nargs="*", metavar="ADDRESS")
+    commands.add_parser("endpoint", help="the deployed URL and curl commands")
+    commands.add_parser("verify", help="compare the live Cloud Armor policy with the code")
     args = parser.parse_args(argv)
     try:
         if args.command == "check-ip":
             return check_ip(args.addresses, args.out)
-    except OpsError as error:
+        if args.command == "endpoint":
+            return endpoint(live_factory)
+        return verify(live_factory)
+    except (OpsError, LiveError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

@@ -5,7 +5,10 @@ import ipaddress
 import pytest
 
 from secure_endpoint.allowlist import MAX_RANGES_PER_RULE
-from secure_endpoint.edge import ALLOW_PRIORITY_START, DEFAULT_RULE_PRIORITY, WAF_PRIORITY_START
+from secure_endpoint.armor import rules_from_terraform
+from secure_endpoint.plan import ALLOW_PRIORITY_START, DEFAULT_RULE_PRIORITY, WAF_PRIORITY_START, plan_rules
+from secure_endpoint.settings import EndpointSettings
+from tests.infra import BASE_ENV
 from secure_endpoint.serving import CONTAINER_PORT, HEALTH_PATH, INGRESS, MODEL_READER_ROLE, READY_PATH
 from tests.infra import is_reference
 from tests.test_allowlist import ranges
@@ -232,3 +235,10 @@ def test_state_goes_to_gcs_when_a_bucket_is_named(plain, synth):
 def test_the_provider_is_pinned(plain):
     assert plain.json["terraform"]["required_providers"]["google"] == {"source": "google", "version": "6.50.0"}
     assert plain.json["provider"]["google"] == [{"project": "p", "region": "asia-northeast1"}]
+
+
+@pytest.mark.parametrize("env", [{}, {"RATE_LIMIT_PER_MINUTE": "600"}, {"WAF_RULES": "false"}, {"ALLOWED_IP_RANGES": "10.0.0.0/8 2001:db8::/32"}])
+def test_synthesized_rules_are_the_plan_that_verify_compares_with(synth, env):
+    synthesized = rules_from_terraform(synth(**env).one(POLICY))
+
+    assert synthesized == plan_rules(EndpointSettings.from_env({**BASE_ENV, **env}))

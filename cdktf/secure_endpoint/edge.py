@@ -1,8 +1,5 @@
 """The edge: a global external Application Load Balancer guarded by a Cloud Armor policy."""
 
-import hashlib
-from dataclasses import dataclass
-
 from cdktf import TerraformResourceLifecycle
 from cdktf_cdktf_provider_google.compute_backend_service import (
     ComputeBackendService,
@@ -35,74 +32,16 @@ from cdktf_cdktf_provider_google.compute_target_https_proxy import ComputeTarget
 from cdktf_cdktf_provider_google.compute_url_map import ComputeUrlMap, ComputeUrlMapDefaultUrlRedirect
 from constructs import Construct
 
-from secure_endpoint.allowlist import chunk_ranges
-from secure_endpoint.settings import EndpointSettings
-
-NAME = "inference"
-DEFAULT_RULE_PRIORITY = 2147483647
-ALLOW_PRIORITY_START = 1000
-# Cloud Armor stops at the first matching rule, lowest number first: WAF rules that are meant to
-# guard allowed clients too must come before the allow rules.
-WAF_PRIORITY_START = 100
-PRIORITY_STEP = 10  # gaps leave room for rules added by hand
-DENY = "deny(403)"
-# Preconfigured WAF rules (OWASP CRS 3.3) at sensitivity 1, the fewest false positives.
-WAF_RULES = (
-    "sqli-v33-stable",
-    "xss-v33-stable",
-    "lfi-v33-stable",
-    "rfi-v33-stable",
-    "rce-v33-stable",
-    "methodenforcement-v33-stable",
-    "scannerdetection-v33-stable",
-    "protocolattack-v33-stable",
-    "sessionfixation-v33-stable",
+from secure_endpoint.armor import Rule
+from secure_endpoint.plan import (
+    ADDRESS_NAME,
+    BACKEND_NAME,
+    NAME,
+    POLICY_NAME,
+    certificate_name,
+    plan_rules,
 )
-CVE_RULE = "cve-canary"  # Log4Shell and other named CVEs
-
-
-@dataclass(frozen=True)
-class RulePlan:
-    """One Cloud Armor rule, before it becomes a typed struct."""
-
-    priority: int
-    action: str
-    description: str
-    src_ip_ranges: tuple[str, ...] = ()
-    expression: str | None = None
-
-
-def plan_rules(settings: EndpointSettings) -> list[RulePlan]:
-    """Every rule of the policy, in priority order."""
-    rules: list[RulePlan] = []
-    if settings.waf_rules:
-        expressions = [(name, f"evaluatePreconfiguredWaf('{name}', {{'sensitivity': 1}})") for name in WAF_RULES]
-        expressions.append((CVE_RULE, f"evaluatePreconfiguredExpr('{CVE_RULE}')"))
-        for index, (name, expression) in enumerate(expressions):
-            rules.append(
-                RulePlan(
-                    priority=WAF_PRIORITY_START + index * PRIORITY_STEP,
-                    action=DENY,
-                    description=f"WAF: {name}",
-                    expression=expression,
-                )
-            )
-    chunks = chunk_ranges(settings.allowed_ranges)
-    action = "throttle" if settings.rate_limit_per_minute else "allow"
-    for index, chunk in enumerate(chunks):
-        rules.append(
-            RulePlan(
-                priority=ALLOW_PRIORITY_START + index * PRIORITY_STEP,
-                action=action,
-                description=f"ALLOWED_IP_RANGES part {index + 1} of {len(chunks)}",
-                src_ip_ranges=tuple(chunk),
-            )
-        )
-    rules.append(
-        RulePlan(priority=DEFAULT_RULE_PRIORITY, action=DENY, description="default: deny everyone else", src_ip_ranges=("*",))
-    )
-    return rules
-
+from secure_endpoint.settings import EndpointSettings
 
 class ArmoredEdge(Construct):
     """The public side: one static address, Cloud Armor in front of the serving NEG.
@@ -127,16 +66,16 @@ class ArmoredEdge(Construct):
         super().__init__(scope, id)
 
         self.address = ComputeGlobalAddress(
-            self, "address", name=f"{NAME}-lb-ip", address_type="EXTERNAL", ip_version="IPV4",
+            self, "address", name=ADDRESS_NAME, address_type="EXTERNAL", ip_version="IPV4",
             description="Static address of the inference load balancer",
         )  # fmt: skip
 
         self.policy = ComputeSecurityPolicy(
             self,
             "policy",
-            name=f"{NAME}-policy",
+            name=POLICY_NAME,
             description="Allow ALLOWED_IP_RANGES, deny everyone else with 403",
-            rule=[self._rule(plan, settings) for plan in plan_rules(settings)],
+            rule=[self._rule(rule, settings) for rule in plan_rules(settings)],
             adaptive_protection_config=ComputeSecurityPolicyAdaptiveProtectionConfig(
                 layer7_ddos_defense_config=ComputeSecurityPolicyAdaptiveProtectionConfigLayer7DdosDefenseConfig(
                     enable=True
@@ -150,7 +89,7 @@ class ArmoredEdge(Construct):
         self.backend = ComputeBackendService(
             self,
             "backend",
-            name=f"{NAME}-backend",
+            name=BACKEND_NAME,
             description="Cloud Run inference service behind Cloud Armor",
             load_balancing_scheme="EXTERNAL_MANAGED",
             protocol="HTTP",
@@ -189,8 +128,8 @@ class ArmoredEdge(Construct):
         http_proxy = ComputeTargetHttpProxy(self, "http-proxy", name=f"{NAME}-http-proxy", url_map=http_map.id)
         self._forwarding_rule("http", http_proxy.id, port=80)
 
-    def _rule(self, plan: RulePlan, settings: EndpointSettings) -> ComputeSecurityPolicyRule:
-        if plan.expression:
+    def _rule(self, plan: Rule, settings: EndpointSettings) -> ComputeSecurityPolicyRule:
+        if plan.expression is not None:
             match = ComputeSecurityPolicyRuleMatch(
                 expr=ComputeSecurityPolicyRuleMatchExpr(expression=plan.expression)
             )
@@ -215,16 +154,16 @@ class ArmoredEdge(Construct):
             description=plan.description,
             match=match,
             rate_limit_options=rate_limit,
+            preview=plan.preview or None,
         )
 
     def _certificate(self, domain: str) -> ComputeManagedSslCertificate:
         # A certificate in use cannot change in place: a new domain gets a new name, created
         # before the old one is destroyed.
-        suffix = hashlib.sha256(domain.encode()).hexdigest()[:8]
         return ComputeManagedSslCertificate(
             self,
             "certificate",
-            name=f"{NAME}-cert-{suffix}",
+            name=certificate_name(domain),
             managed=ComputeManagedSslCertificateManaged(domains=[domain]),
             lifecycle=TerraformResourceLifecycle(create_before_destroy=True),
         )
