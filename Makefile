@@ -20,7 +20,7 @@ PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 SEED_CURL := curl -X POST http://localhost:$(PORT)/inference/ -H 'Content-Type: application/json' \
 	-d '{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}'
 
-.PHONY: help run test train upload synth synth-hcl deploy destroy check-ip endpoint verify
+.PHONY: help run test train upload synth synth-hcl deploy destroy check-ip endpoint verify bench debian-deps
 
 help:
 	@echo "make run     train if needed, then serve predict on http://$(HOST):$(PORT)"
@@ -32,20 +32,21 @@ help:
 	@echo "make check-ip IP=a.b.c.d  which Cloud Armor rule of the synthesized policy an address hits"
 	@echo "make endpoint  the deployed URL and curl commands"
 	@echo "make verify    compare the live Cloud Armor policy with the code"
+	@echo "make bench     the serving benchmark; writes bench/results/latest.{json,md,png}"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# Debian packages the tests use (curl runs the seed's own request).
-DEBIAN_PACKAGES := curl
-$(VENV)/.debian-deps: | $(BIN)/python
-	@missing=""; for p in $(DEBIAN_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+# Debian packages the tests and the benchmark use: curl runs the seed's own request, wrk is the
+# load generator, taskset (util-linux) pins server and load to separate cores.
+DEBIAN_PACKAGES := curl wrk taskset
+debian-deps:
+	@missing=""; for p in $(DEBIAN_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$(echo $$p | sed 's/^taskset$$/util-linux/')"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
-	touch $@
 
 # Stamps: reinstall only when a requirements file changes.
 $(VENV)/.serve-deps: requirements.txt requirements-train.txt | $(BIN)/python
@@ -101,5 +102,8 @@ check-ip: $(VENV)/.infra-deps node_modules/.installed
 endpoint verify: $(VENV)/.infra-deps
 	$(BIN)/python cdktf/ops.py $@
 
-test: $(VENV)/.dev-deps $(VENV)/.debian-deps node_modules/.installed $(CHECKOV_VENV)/.installed
+bench: $(VENV)/.dev-deps debian-deps
+	$(BIN)/python -m bench.run
+
+test: $(VENV)/.dev-deps debian-deps node_modules/.installed $(CHECKOV_VENV)/.installed
 	$(BIN)/python -m pytest

@@ -72,13 +72,13 @@ def test_concurrent_first_requests_download_the_model_once(tmp_path, gcs_bucket,
     env = {"MODEL_URI": f"gs://{gcs_bucket.name}/model.onnx", "STORAGE_EMULATOR_HOST": gcs_emulator}
 
     with serve(env, tmp_path / "server.log") as server:
-        with ThreadPoolExecutor(max_workers=32) as pool:
+        with ThreadPoolExecutor(max_workers=64) as pool:
             responses = list(
-                pool.map(lambda _: requests.post(f"{server.url}/predict", json=SEED_REQUEST, timeout=30), range(32))
+                pool.map(lambda _: requests.post(f"{server.url}/predict", json=SEED_REQUEST, timeout=30), range(64))
             )
         loads = [entry for entry in server.json_logs() if entry["message"].startswith("model loaded")]
 
-    assert [r.status_code for r in responses] == [200] * 32
+    assert [r.status_code for r in responses] == [200] * 64
     assert {r.json()["target"] for r in responses} == {"setosa"}
     assert len({r.headers[VERSION_HEADER] for r in responses}) == 1
     assert len(loads) == 1

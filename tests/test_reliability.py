@@ -1,0 +1,204 @@
+"""The running server under hostile input, sustained load and faults: never a 5xx for a client's
+mistake, nothing dropped, and recovery without a restart. Every loop is bounded; loopback only."""
+
+import json
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bench.run import rss_mb
+from function.app import VERSION_HEADER
+from tests.helpers import BIN, SEED_REQUEST, free_port, serve
+
+JSON = {"Content-Type": "application/json"}
+SOAK_SECONDS = 15
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, model_file):
+    with serve({"MODEL_URI": str(model_file)}, tmp_path_factory.mktemp("hostile") / "server.log") as running:
+        yield running
+
+
+def assert_still_serving(url):
+    answer = requests.post(f"{url}/inference/", json=SEED_REQUEST, timeout=5)
+    assert answer.status_code == 200
+    assert answer.json()["target"] == "setosa"
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=8), children, max_size=5),
+    max_leaves=30,
+)
+named_rows = st.fixed_dictionaries(
+    {name: st.one_of(st.floats(), st.integers(-(10**30), 10**30), st.text(max_size=3), st.none(), st.booleans())
+     for name in SEED_REQUEST}  # fmt: skip
+)
+bodies = st.one_of(
+    json_values.map(lambda v: json.dumps(v).encode()),
+    named_rows.map(lambda v: json.dumps(v, allow_nan=True).encode()),
+    st.lists(named_rows, max_size=4).map(lambda rows: json.dumps({"instances": rows}, allow_nan=True).encode()),
+    st.binary(max_size=300),
+    st.integers(1, 20_000).map(lambda depth: b"[" * depth + b"]" * depth),
+    st.integers(1, 400).map(lambda digits: b'{"sepal_length": 1' + b"0" * digits + b"}"),
+    st.dictionaries(st.text(alphabet=st.characters(min_codepoint=0x80), min_size=1, max_size=6), st.floats(), max_size=4).map(
+        lambda v: json.dumps(v, ensure_ascii=False, allow_nan=True).encode()
+    ),
+)
+content_types = st.sampled_from(
+    ["application/json", "application/json; charset=utf-8", "text/plain", "application/x-www-form-urlencoded",
+     "multipart/form-data", "application/json; charset=latin-1", "", "\u00e9/\u00e8"]
+)  # fmt: skip
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=bodies, content_type=content_types, path=st.sampled_from(["/", "/inference/", "/predict", "/readyz", "/x"]))
+def test_hostile_input_never_gets_a_5xx(server, body, content_type, path):
+    headers = {"Content-Type": content_type.encode("utf-8")} if content_type else {}
+
+    response = requests.post(f"{server.url}{path}", data=body, headers=headers, timeout=10)
+
+    assert response.status_code < 500, (response.status_code, response.text[:300])
+    if response.status_code >= 400:
+        assert "error" in response.json()
+
+
+def test_oversized_bodies_are_refused_and_the_server_keeps_serving(server):
+    for size in (1024 * 1024 + 1, 8 * 1024 * 1024):
+        response = requests.post(f"{server.url}/inference/", data=b"1" * size, headers=JSON, timeout=30)
+        assert response.status_code == 413
+
+    assert_still_serving(server.url)
+
+
+def test_after_the_hostile_battery_the_server_still_answers(server):
+    assert server.process.poll() is None
+    assert_still_serving(server.url)
+
+
+SOAK_SCRIPT = """
+wrk.method = "POST"
+wrk.body = '{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}'
+wrk.headers["Content-Type"] = "application/json"
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args) bad = 0 end
+function response(status, headers, body)
+  if status ~= 200 or not string.find(body, '"target":"setosa"', 1, true) then bad = bad + 1 end
+end
+function done(summary, latency, requests)
+  local total = 0
+  for _, t in ipairs(threads) do total = total + t:get("bad") end
+  io.write(string.format("bad=%d\\n", total))
+end
+"""
+
+
+def test_soak_answers_every_request_correctly_and_memory_holds(tmp_path, model_file):
+    script = tmp_path / "soak.lua"
+    script.write_text(SOAK_SCRIPT)
+    with serve({"MODEL_URI": str(model_file)}, tmp_path / "server.log") as server:
+        warm = ["wrk", "-t1", "-c16", "-d3s", "-s", str(script), f"{server.url}/inference/"]
+        subprocess.run(warm, capture_output=True, check=True, timeout=60)
+        before = rss_mb(server.process.pid)
+
+        soak = ["wrk", "-t1", "-c16", f"-d{SOAK_SECONDS}s", "-s", str(script), f"{server.url}/inference/"]
+        out = subprocess.run(soak, capture_output=True, text=True, check=True, timeout=SOAK_SECONDS + 60).stdout
+        after = rss_mb(server.process.pid)
+
+    requests_done = int(re.search(r"(\d+) requests in", out).group(1))
+    assert requests_done > 1000, out
+    assert "bad=0" in out, out
+    assert "Socket errors" not in out, out
+    assert "Non-2xx" not in out, out
+    assert after <= before * 1.10, (before, after)
+
+
+def start_emulator(port: int, log: Path) -> subprocess.Popen:
+    process = subprocess.Popen(
+        [str(BIN / "gcp-storage-emulator"), "start", "--host=127.0.0.1", f"--port={port}", "--in-memory"],
+        stdout=open(log, "wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            requests.get(f"http://127.0.0.1:{port}/storage/v1/b", timeout=1)
+            return process
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    process.kill()
+    raise AssertionError("emulator did not start")
+
+
+def test_storage_down_at_the_first_request_then_up_is_served_without_restart(tmp_path, model_file, monkeypatch):
+    from google.cloud import storage
+
+    port = free_port()
+    emulator_url = f"http://127.0.0.1:{port}"
+    uri = "gs://late-bucket/model.onnx"
+    env = {"MODEL_URI": uri, "STORAGE_EMULATOR_HOST": emulator_url, "MODEL_LOAD_TIMEOUT": "1"}
+    with serve(env, tmp_path / "server.log") as server:
+        down = requests.post(f"{server.url}/inference/", json=SEED_REQUEST, timeout=30)
+        assert down.status_code == 503
+        assert down.json()["error"].startswith(f"cannot load model {uri}: ")
+
+        emulator = start_emulator(port, tmp_path / "emulator.log")
+        try:
+            monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator_url)
+            storage.Client().create_bucket("late-bucket").blob("model.onnx").upload_from_filename(str(model_file))
+
+            assert_still_serving(server.url)
+            assert server.process.poll() is None
+        finally:
+            emulator.terminate()
+            emulator.wait(timeout=10)
+
+
+def test_wrong_shape_model_is_503_naming_it_and_the_process_lives(tmp_path, gcs_bucket, gcs_emulator, trained):
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    from tests.test_model import IRIS_PROPS, onnx_with
+
+    three = LogisticRegression().fit(trained.features[:, :3], np.arange(150) % 3)
+    gcs_bucket.blob("wrong.onnx").upload_from_string(onnx_with(three, 3, IRIS_PROPS))
+    uri = f"gs://{gcs_bucket.name}/wrong.onnx"
+    with serve({"MODEL_URI": uri, "STORAGE_EMULATOR_HOST": gcs_emulator}, tmp_path / "server.log") as server:
+        response = requests.post(f"{server.url}/inference/", json=SEED_REQUEST, timeout=30)
+
+        assert response.status_code == 503
+        assert response.json()["error"].startswith(f"cannot load model {uri}: expected a float input of shape [N, 4]")
+        assert requests.get(f"{server.url}/healthz", timeout=5).status_code == 200
+        assert server.process.poll() is None
+
+
+def test_a_model_replaced_while_serving_keeps_the_loaded_version(tmp_path, gcs_bucket, gcs_emulator, model_file, trained):
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    from training.train import Trained, export
+
+    blob = gcs_bucket.blob("model.onnx")
+    blob.upload_from_filename(str(model_file))
+    env = {"MODEL_URI": f"gs://{gcs_bucket.name}/model.onnx", "STORAGE_EMULATOR_HOST": gcs_emulator}
+    with serve(env, tmp_path / "server.log") as server:
+        first = requests.post(f"{server.url}/inference/", json=SEED_REQUEST, timeout=30)
+        other = LogisticRegression(C=0.01).fit(trained.features, np.arange(150) // 50)
+        blob.upload_from_string(export(Trained(model=other, scores=trained.scores, features=trained.features)))
+
+        later = [requests.post(f"{server.url}/inference/", json=SEED_REQUEST, timeout=10) for _ in range(20)]
+        metadata_version = requests.get(f"{server.url}/", timeout=10).json()["version"]
+
+    assert {r.headers[VERSION_HEADER] for r in later} == {first.headers[VERSION_HEADER]} == {metadata_version}
+    assert all(r.json() == first.json() for r in later)
+
+    with serve(env, tmp_path / "restarted.log") as restarted:
+        fresh = requests.post(f"{restarted.url}/inference/", json=SEED_REQUEST, timeout=30)
+    assert fresh.headers[VERSION_HEADER] != first.headers[VERSION_HEADER]
