@@ -97,13 +97,10 @@ class Service:
         payload = await self._read_json(request)
         model = await self._ready_model(request)
         rows, batch = parse_rows(payload, model.features, self.settings.max_batch_rows)
-        probabilities = model.predict_proba(rows)
+        probabilities = model.predict_proba(rows).tolist()
         keys = _probability_keys(model.classes)
         classes = model.classes
-        answers = [
-            dict(zip(keys, row), target=classes[best])
-            for row, best in zip(probabilities.tolist(), probabilities.argmax(axis=1).tolist())
-        ]
+        answers = [dict(zip(keys, row), target=classes[row.index(max(row))]) for row in probabilities]
         body = {PREDICTIONS_KEY: answers} if batch else answers[0]
         return _json(body, headers={VERSION_HEADER: model.version})
 
@@ -158,15 +155,20 @@ class Service:
         return model
 
     async def _read_json(self, request: Request) -> object:
-        headers = request.headers
-        content_type = headers.get("content-type", "")
-        media_type = content_type.split(";", 1)[0].strip().lower()
+        # The raw ASGI headers, not request.headers: one pass, no mapping built per request.
+        content_type = content_length = None
+        for name, value in request.scope["headers"]:
+            if name == b"content-type":
+                content_type = value.decode("latin-1")
+            elif name == b"content-length":
+                content_length = value.decode("latin-1")
+        media_type = (content_type or "").split(";", 1)[0].strip().lower()
         if media_type != JSON_MEDIA_TYPE and not media_type.endswith("+json"):
             raise UnsupportedMediaType(
                 f"expected Content-Type {JSON_MEDIA_TYPE}, got {content_type or 'none'!r}"
                 " (with curl, add -H 'Content-Type: application/json')"
             )
-        body = await self._read_body(request, headers.get("content-length"))
+        body = await self._read_body(request, content_length)
         if not body:
             raise BadRequest("expected a JSON body, got an empty body")
         try:
@@ -198,5 +200,22 @@ def _probability_keys(classes: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(f"{name}_probability" for name in classes)
 
 
+class _JSONResponse(Response):
+    """A Response with its raw headers laid down directly: Starlette's header mapping costs
+    several microseconds a request, a tenth of what the whole prediction costs."""
+
+    media_type = JSON_MEDIA_TYPE
+
+    def __init__(self, body: bytes, status: int, headers: dict[str, str] | None):
+        self.status_code = status
+        self.background = None
+        self.body = body
+        self.raw_headers = [
+            (b"content-length", str(len(body)).encode()),
+            (b"content-type", b"application/json"),
+            *((name.lower().encode(), value.encode()) for name, value in (headers or {}).items()),
+        ]
+
+
 def _json(body: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(body), status, headers, media_type=JSON_MEDIA_TYPE)
+    return _JSONResponse(orjson.dumps(body), status, headers)
