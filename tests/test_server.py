@@ -5,14 +5,12 @@ import shutil
 import socket
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import requests
 
 from function.app import VERSION_HEADER
 from tests.helpers import (
-    FUNCTIONS_FRAMEWORK,
     ROOT,
     SEED_CURL,
     SEED_REQUEST,
