@@ -16,3 +16,13 @@ def test_quick_bench_writes_figures_table_and_chart(tmp_path, capsys):
     assert [row["figure"] for row in report["targets"]] == list(TARGETS)
     assert "| single-row req/s (median) |" in (tmp_path / "latest.md").read_text()
     assert (tmp_path / "latest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_in_process_harness_measures_both_handlers(model_file):
+    import asyncio
+
+    from bench.inprocess import measure
+
+    figures = asyncio.run(measure(str(model_file), rounds=1, calls=200))
+
+    assert figures["service_us"] > 0 and figures["ceiling_us"] > 0
