@@ -53,9 +53,8 @@ def create_predict(settings: Settings | None = None) -> Callable[[Request], Awai
 
 
 class Service:
-    def __init__(self, settings: Settings, load: Callable[[str, float], Model] = load_model):
+    def __init__(self, settings: Settings):
         self.settings = settings
-        self._load_from = load
         self.model = LazyModel(self._load)
         routes: dict[str, dict[str, Endpoint]] = {path: {"POST": self._predict} for path in PREDICT_PATHS}
         for path, endpoint in (
@@ -132,7 +131,7 @@ class Service:
         trace = _load_trace.get()
         started = time.perf_counter()
         try:
-            model = self._load_from(uri, self.settings.model_load_timeout)
+            model = load_model(uri, self.settings.model_load_timeout)
         except ModelUnavailable as error:
             log(
                 "ERROR",
