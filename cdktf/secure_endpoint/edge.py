@@ -43,6 +43,7 @@ from secure_endpoint.plan import (
 )
 from secure_endpoint.settings import EndpointSettings
 
+
 class ArmoredEdge(Construct):
     """The public side: one static address, Cloud Armor in front of the serving NEG.
 
