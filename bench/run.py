@@ -21,8 +21,9 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from bench.processes import BIN, free_port, process, storage_emulator
+
 ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 CEILING = ROOT / "bench" / "ceiling"
 RESULTS = ROOT / "bench" / "results"
 SERVER_CORE, LOAD_CORE = "0", "1"
@@ -59,31 +60,8 @@ FULL = Plan(seconds=10, runs=3, cold_runs=5, connections=16, min_requests=100_00
 QUICK = Plan(seconds=1, runs=1, cold_runs=1, connections=16, min_requests=0)
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def pinned(core: str, command: list[str]) -> list[str]:
     return ["taskset", "-c", core, *command] if shutil.which("taskset") else command
-
-
-@contextmanager
-def process(command: list[str], *, cwd: Path, env: dict[str, str], log: Path):
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def post(url: str, body: str, timeout: float = 2.0) -> dict | None:
@@ -161,30 +139,30 @@ def _children(pid: int) -> list[str]:
 @contextmanager
 def emulator_with_model(scratch: Path):
     """A gcp-storage-emulator holding the trained model; yields (emulator URL, gs:// URI)."""
-    sys.path.insert(0, str(ROOT))
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
     from training.train import export, train, write_model
 
     model = scratch / "model.onnx"
     trained = train()
     write_model(model, export(trained), trained)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    command = [str(BIN / "gcp-storage-emulator"), "start", "--host=127.0.0.1", f"--port={port}", "--in-memory"]
-    with process(command, cwd=scratch, env=dict(os.environ), log=scratch / "emulator.log"):
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/storage/v1/b", timeout=1)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-        os.environ["STORAGE_EMULATOR_HOST"] = url  # for this process's own upload client only
-        from google.cloud import storage
-
-        storage.Client().create_bucket("bench-models").blob("iris/model.onnx").upload_from_filename(str(model))
+    with storage_emulator(scratch / "emulator.log") as url:
+        client = storage.Client(
+            project="bench", credentials=AnonymousCredentials(), client_options={"api_endpoint": url}
+        )
+        client.create_bucket("bench-models").blob("iris/model.onnx").upload_from_filename(str(model))
         yield url, "gs://bench-models/iris/model.onnx"
+
+
+@contextmanager
+def served(cwd: Path, env: dict[str, str], log: Path):
+    """The Dockerfile's CMD on a free loopback port, pinned to the server's core; yields (process, URL)."""
+    port = free_port()
+    command = [arg for arg in server_command() if not arg.startswith("--host")] + ["--host=127.0.0.1"]
+    env = {**env, "PORT": str(port), "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}"}
+    with process(pinned(SERVER_CORE, command), cwd=cwd, env=env, log=log) as proc:
+        yield proc, f"http://127.0.0.1:{port}/inference/"
 
 
 def measure(plan: Plan, scratch: Path) -> dict:
@@ -194,24 +172,13 @@ def measure(plan: Plan, scratch: Path) -> dict:
         emulator, model_uri = stack.enter_context(emulator_with_model(scratch))
         service_env = {**base_env, "STORAGE_EMULATOR_HOST": emulator, "MODEL_URI": model_uri}
 
-        def start(cwd: Path, env: dict[str, str], name: str):
-            port = free_port()
-            env = {**env, "PORT": str(port), "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}"}
-            command = pinned(SERVER_CORE, [server_command()[0], *server_command()[1:-1], "--host=127.0.0.1"])
-            proc = stack.enter_context(process(command, cwd=cwd, env=env, log=scratch / f"{name}.log"))
-            return proc, f"http://127.0.0.1:{port}/inference/"
-
         cold = []
         for _ in range(plan.cold_runs):
-            with ExitStack() as once:
-                port = free_port()
-                env = {**service_env, "PORT": str(port), "PATH": f"{BIN}{os.pathsep}{service_env.get('PATH', '')}"}
-                command = pinned(SERVER_CORE, [*server_command()[:-1], "--host=127.0.0.1"])
-                once.enter_context(process(command, cwd=ROOT, env=env, log=scratch / "cold.log"))
-                cold.append(wait_for_answer(f"http://127.0.0.1:{port}/inference/"))
+            with served(ROOT, service_env, scratch / "cold.log") as (_, url):
+                cold.append(wait_for_answer(url))
 
-        service, service_url = start(ROOT, service_env, "service")
-        ceiling, ceiling_url = start(CEILING, base_env, "ceiling")
+        service, service_url = stack.enter_context(served(ROOT, service_env, scratch / "service.log"))
+        ceiling, ceiling_url = stack.enter_context(served(CEILING, base_env, scratch / "ceiling.log"))
         wait_for_answer(service_url)
         wait_for_answer(ceiling_url)
         rss_before = rss_mb(service.pid)
@@ -220,10 +187,10 @@ def measure(plan: Plan, scratch: Path) -> dict:
         for _ in range(plan.runs):  # interleaved, so both see the same machine
             service_runs.append(wrk(service_url, SEED_BODY, seconds=plan.seconds, connections=plan.connections, scratch=scratch))
             ceiling_runs.append(wrk(ceiling_url, SEED_BODY, seconds=plan.seconds, connections=plan.connections, scratch=scratch))
-        served = sum(run.requests for run in service_runs)
-        if served < plan.min_requests:
-            seconds = math.ceil((plan.min_requests - served) / service_runs[-1].rps) + 1
-            served += wrk(service_url, SEED_BODY, seconds=seconds, connections=plan.connections, scratch=scratch).requests
+        requests_served = sum(run.requests for run in service_runs)
+        if requests_served < plan.min_requests:
+            seconds = math.ceil((plan.min_requests - requests_served) / service_runs[-1].rps) + 1
+            requests_served += wrk(service_url, SEED_BODY, seconds=seconds, connections=plan.connections, scratch=scratch).requests
 
         batch = [wrk(service_url, batch_body, seconds=plan.seconds, connections=1, scratch=scratch) for _ in range(plan.runs)]
         rss_after = rss_mb(service.pid)
@@ -250,7 +217,7 @@ def measure(plan: Plan, scratch: Path) -> dict:
         "cold_starts_s": cold,
         "rss_mb_before": rss_before,
         "rss_mb": rss_after,
-        "requests_before_rss": served,
+        "requests_before_rss": requests_served,
         "batch_ms": statistics.median(run.p50_ms for run in batch),
         "batch_rows": BATCH_ROWS,
     }

@@ -1,15 +1,13 @@
-import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import functions_framework
 import pytest
-import requests
 from starlette.testclient import TestClient
 
-from tests.helpers import BIN, ROOT, SERVICE_VARIABLES, free_port
+from bench.processes import storage_emulator
+from tests.helpers import ROOT, SERVICE_VARIABLES
 from training.train import Trained, export, train, write_model
 
 
@@ -66,34 +64,8 @@ def client(make_client: Callable[..., TestClient]) -> TestClient:
 @pytest.fixture(scope="session")
 def gcs_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real gcp-storage-emulator server on a free loopback port, for the whole session."""
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("gcs") / "emulator.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [str(BIN / "gcp-storage-emulator"), "start", "--host=127.0.0.1", f"--port={port}", "--in-memory"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_for_emulator(url, process, log_path)
+    with storage_emulator(tmp_path_factory.mktemp("gcs") / "emulator.log") as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
-def _wait_for_emulator(url: str, process: subprocess.Popen, log_path: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"emulator exited:\n{log_path.read_text()}")
-        try:
-            requests.get(f"{url}/storage/v1/b", timeout=1)
-            return
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    raise AssertionError(f"emulator not up:\n{log_path.read_text()}")
 
 
 @pytest.fixture
@@ -108,11 +80,10 @@ def gcs_bucket(gcs_emulator: str, monkeypatch: pytest.MonkeyPatch):
 @pytest.fixture(scope="session")
 def synth():
     """`synth(**env)` -> Synthesized; the provider loads once per session, each settings once."""
-    from cdktf import App, Testing
-
-    from secure_endpoint.settings import EndpointSettings
-    from secure_endpoint.settings import STACK_NAME
+    from secure_endpoint.settings import STACK_NAME, EndpointSettings
     from secure_endpoint.stack import SecureEndpointStack
+
+    from cdktf import App, Testing
     from tests.infra import BASE_ENV, Synthesized
 
     cache: dict[frozenset, Synthesized] = {}

@@ -2,9 +2,7 @@
 
 import json
 import os
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -13,8 +11,9 @@ from pathlib import Path
 
 import requests
 
+from bench.processes import BIN, free_port, process
+
 ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 FUNCTIONS_FRAMEWORK = str(BIN / "functions-framework")
 
 SEED_REQUEST = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
@@ -36,12 +35,6 @@ SERVICE_VARIABLES = (
     "PORT",
     "HOST",
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -95,16 +88,7 @@ def serve(
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         **env,
     }
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, cwd=cwd, env=full_env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(url, process, log_path)
-        yield Server(url=url, process=process, log_path=log_path)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with process(command, cwd=cwd, env=full_env, log=log_path) as proc:
+        wait_until_up(url, proc, log_path)
+        yield Server(url=url, process=proc, log_path=log_path)

@@ -4,17 +4,16 @@ mistake, nothing dropped, and recovery without a restart. Every loop is bounded;
 import json
 import re
 import subprocess
-import time
-from pathlib import Path
 
 import pytest
 import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bench.processes import free_port, storage_emulator
 from bench.run import rss_mb
 from function.app import VERSION_HEADER
-from tests.helpers import BIN, SEED_REQUEST, free_port, serve
+from tests.helpers import SEED_REQUEST, serve
 
 JSON = {"Content-Type": "application/json"}
 SOAK_SECONDS = 15
@@ -121,22 +120,6 @@ def test_soak_answers_every_request_correctly_and_memory_holds(tmp_path, model_f
     assert after <= before * 1.10, (before, after)
 
 
-def start_emulator(port: int, log: Path) -> subprocess.Popen:
-    process = subprocess.Popen(
-        [str(BIN / "gcp-storage-emulator"), "start", "--host=127.0.0.1", f"--port={port}", "--in-memory"],
-        stdout=open(log, "wb"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            requests.get(f"http://127.0.0.1:{port}/storage/v1/b", timeout=1)
-            return process
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    process.kill()
-    raise AssertionError("emulator did not start")
-
-
 def test_storage_down_at_the_first_request_then_up_is_served_without_restart(tmp_path, model_file, monkeypatch):
     from google.cloud import storage
 
@@ -149,16 +132,12 @@ def test_storage_down_at_the_first_request_then_up_is_served_without_restart(tmp
         assert down.status_code == 503
         assert down.json()["error"].startswith(f"cannot load model {uri}: ")
 
-        emulator = start_emulator(port, tmp_path / "emulator.log")
-        try:
+        with storage_emulator(tmp_path / "emulator.log", port=port):
             monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator_url)
             storage.Client().create_bucket("late-bucket").blob("model.onnx").upload_from_filename(str(model_file))
 
             assert_still_serving(server.url)
             assert server.process.poll() is None
-        finally:
-            emulator.terminate()
-            emulator.wait(timeout=10)
 
 
 def test_wrong_shape_model_is_503_naming_it_and_the_process_lives(tmp_path, gcs_bucket, gcs_emulator, trained):
