@@ -20,13 +20,14 @@ PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 SEED_CURL := curl -X POST http://localhost:$(PORT)/inference/ -H 'Content-Type: application/json' \
 	-d '{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}'
 
-.PHONY: help run test train upload synth synth-hcl deploy destroy check-ip endpoint verify bench debian-deps
+.PHONY: help run test train upload publish synth synth-hcl deploy destroy check-ip endpoint verify bench debian-deps
 
 help:
 	@echo "make run     train if needed, then serve predict on http://$(HOST):$(PORT)"
 	@echo "make test    install everything the tests need and run them"
 	@echo "make train   train the iris model and write $(MODEL)"
 	@echo "make upload  copy $(MODEL) to MODEL_URI (gs://bucket/object)"
+	@echo "make publish upload $(MODEL) (or MODEL=...) to gs://\$$MODEL_BUCKET/models/<name>/<version>/, never overwriting"
 	@echo "make synth   cdktf synth: cdktf.out/stacks/secure-inference/cdk.tf.json"
 	@echo "make deploy  cdktf deploy (needs Google Cloud credentials)"
 	@echo "make check-ip IP=a.b.c.d  which Cloud Armor rule of the synthesized policy an address hits"
@@ -78,6 +79,10 @@ train: $(VENV)/.serve-deps
 
 upload: $(VENV)/.serve-deps $(MODEL)
 	$(BIN)/python -m training.upload --source $(MODEL) --to "$(MODEL_URI)"
+
+# No $(MODEL) prerequisite: publishing never trains a model behind the user's back.
+publish: $(VENV)/.serve-deps
+	MODEL_BUCKET="$(MODEL_BUCKET)" $(BIN)/python -m training.publish "$(MODEL)"
 
 run: $(VENV)/.serve-deps $(MODEL)
 	$(info Serving predict on http://$(HOST):$(PORT) (Ctrl-C stops). In another terminal:)
