@@ -106,7 +106,9 @@ def test_publishes_under_name_and_version_and_prints_the_uri_last(
     assert make_client(MODEL_URI=uri).get("/").json()["version"] == version_of(named_model)
 
 
-def test_publishing_the_same_file_again_succeeds_and_changes_nothing(capsys, monkeypatch, gcs_bucket, named_model):
+def test_publishing_the_same_file_again_succeeds_and_changes_nothing(
+    capsys, monkeypatch, gcs_bucket, named_model
+):
     monkeypatch.setenv("MODEL_BUCKET", gcs_bucket.name)
     assert publish(capsys, named_model)[0] == EXIT_PUBLISHED
     uri = uri_of(gcs_bucket.name, named_model)
@@ -120,7 +122,9 @@ def test_publishing_the_same_file_again_succeeds_and_changes_nothing(capsys, mon
     assert gcs_bucket.get_blob(uri.split("/", 3)[3]).generation == generation
 
 
-def test_a_large_model_is_published_through_a_resumable_upload(capsys, monkeypatch, gcs_bucket, large_model):
+def test_a_large_model_is_published_through_a_resumable_upload(
+    capsys, monkeypatch, gcs_bucket, large_model
+):
     monkeypatch.setenv("MODEL_BUCKET", gcs_bucket.name)
 
     status, out, _ = publish(capsys, large_model)
@@ -149,12 +153,20 @@ def test_other_bytes_claiming_a_published_version_are_refused_and_the_version_ke
     assert gcs_bucket.blob(uri.split("/", 3)[3]).download_as_bytes() == named_model.read_bytes()
 
 
-def test_the_module_command_exits_with_the_documented_statuses(tmp_path, gcs_bucket, gcs_emulator, named_model, impostor):
-    env = {"MODEL_BUCKET": gcs_bucket.name, "STORAGE_EMULATOR_HOST": gcs_emulator, "PATH": "/usr/bin:/bin"}
+def test_the_module_command_exits_with_the_documented_statuses(
+    tmp_path, gcs_bucket, gcs_emulator, named_model, impostor
+):
+    env = {
+        "MODEL_BUCKET": gcs_bucket.name,
+        "STORAGE_EMULATOR_HOST": gcs_emulator,
+        "PATH": "/usr/bin:/bin",
+    }
 
     def run(model: Path) -> subprocess.CompletedProcess:
         command = [sys.executable, "-m", "training.publish", str(model)]
-        return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            command, check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        )
 
     first, again, impostor_run = run(named_model), run(named_model), run(impostor)
     missing = run(tmp_path / "missing.onnx")
@@ -164,7 +176,10 @@ def test_the_module_command_exits_with_the_documented_statuses(tmp_path, gcs_buc
     assert (again.returncode, again.stdout) == (EXIT_PUBLISHED, f"{uri}\n"), again.stderr
     assert (impostor_run.returncode, impostor_run.stdout) == (EXIT_REFUSED, "")
     assert (missing.returncode, missing.stdout) == (EXIT_FAILED, "")
-    assert one_line(missing.stderr) == f"error: model file {tmp_path / 'missing.onnx'}: expected an ONNX file, got no such file"
+    assert (
+        one_line(missing.stderr)
+        == f"error: model file {tmp_path / 'missing.onnx'}: expected an ONNX file, got no such file"
+    )
 
 
 def test_a_bucket_that_does_not_exist_is_one_line(capsys, monkeypatch, gcs_emulator, named_model):
@@ -226,10 +241,15 @@ def storage_api(httpserver, monkeypatch):
         httpserver.expect_oneshot_request(object_path(model), method="GET").respond_with_json(
             api_error(404, "No such object"), status=404
         )
-        httpserver.expect_request(f"/upload/storage/v1/b/{BUCKET}/o", method="POST").respond_with_json(
-            api_error(412, "At least one of the pre-conditions you specified did not hold."), status=412
+        httpserver.expect_request(
+            f"/upload/storage/v1/b/{BUCKET}/o", method="POST"
+        ).respond_with_json(
+            api_error(412, "At least one of the pre-conditions you specified did not hold."),
+            status=412,
         )
-        httpserver.expect_request(object_path(model), method="GET").respond_with_json(object_json(model, stored))
+        httpserver.expect_request(object_path(model), method="GET").respond_with_json(
+            object_json(model, stored)
+        )
 
     return serve
 
@@ -242,7 +262,9 @@ def uploads(httpserver) -> list:
     ("model_fixture", "upload_type"), [("named_model", "multipart"), ("large_model", "resumable")]
 )
 @pytest.mark.parametrize(
-    ("same", "expected_status"), [(True, EXIT_PUBLISHED), (False, EXIT_REFUSED)], ids=["same-bytes", "other-bytes"]
+    ("same", "expected_status"),
+    [(True, EXIT_PUBLISHED), (False, EXIT_REFUSED)],
+    ids=["same-bytes", "other-bytes"],
 )
 def test_a_failed_precondition_compares_the_stored_checksums(
     request, capsys, httpserver, storage_api, model_fixture, upload_type, same, expected_status
@@ -253,9 +275,9 @@ def test_a_failed_precondition_compares_the_stored_checksums(
     status, out, err = publish(capsys, model)
 
     sent = uploads(httpserver)
-    assert [(r.method, r.args.get("uploadType"), r.args.get("ifGenerationMatch")) for r in sent] == [
-        ("POST", upload_type, "0")
-    ]
+    assert [
+        (r.method, r.args.get("uploadType"), r.args.get("ifGenerationMatch")) for r in sent
+    ] == [("POST", upload_type, "0")]
     assert status == expected_status
     line = one_line(err)
     uri = f"gs://{BUCKET}/models/{NAME}/{version_of(model)}/model.onnx"
@@ -267,14 +289,19 @@ def test_a_failed_precondition_compares_the_stored_checksums(
         assert line.startswith(f"error: {uri} already holds other bytes (11 bytes, crc32c ")
 
 
-def test_an_identical_version_already_there_is_not_uploaded_again(capsys, httpserver, storage_api, large_model):
+def test_an_identical_version_already_there_is_not_uploaded_again(
+    capsys, httpserver, storage_api, large_model
+):
     httpserver.expect_request(object_path(large_model), method="GET").respond_with_json(
         object_json(large_model, large_model.read_bytes())
     )
 
     status, out, _ = publish(capsys, large_model)
 
-    assert (status, out) == (EXIT_PUBLISHED, f"gs://{BUCKET}/models/{NAME}/{version_of(large_model)}/model.onnx\n")
+    assert (status, out) == (
+        EXIT_PUBLISHED,
+        f"gs://{BUCKET}/models/{NAME}/{version_of(large_model)}/model.onnx\n",
+    )
     assert uploads(httpserver) == []
 
 
@@ -286,8 +313,44 @@ def test_permission_denied_names_the_roles(capsys, httpserver, storage_api, name
     status, out, err = publish(capsys, named_model)
 
     assert (status, out) == (EXIT_FAILED, "")
-    assert "permission denied on bucket models-publish-test; publishing needs roles/storage.objectCreator" in one_line(err)
+    assert (
+        "permission denied on bucket models-publish-test; publishing needs roles/storage.objectCreator"
+        in one_line(err)
+    )
     assert uploads(httpserver) == []
+
+
+def test_a_version_gone_after_the_failed_precondition_asks_to_publish_again(
+    capsys, httpserver, storage_api, named_model
+):
+    # Deleted between the 412 and the second look: every look finds nothing.
+    httpserver.expect_request(object_path(named_model), method="GET").respond_with_json(
+        api_error(404, "No such object"), status=404
+    )
+    httpserver.expect_request(f"/upload/storage/v1/b/{BUCKET}/o", method="POST").respond_with_json(
+        api_error(412, "At least one of the pre-conditions you specified did not hold."), status=412
+    )
+
+    status, out, err = publish(capsys, named_model)
+
+    assert (status, out) == (EXIT_FAILED, "")
+    assert one_line(err).endswith("changed while publishing; publish again")
+
+
+def test_no_credentials_is_one_line_saying_how_to_log_in(
+    capsys, monkeypatch, tmp_path, named_model
+):
+    monkeypatch.setenv("MODEL_BUCKET", BUCKET)
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path))  # an empty gcloud configuration
+    monkeypatch.setenv("NO_GCE_CHECK", "true")  # and not on a Google Cloud VM
+
+    status, out, err = publish(capsys, named_model)
+
+    assert (status, out) == (EXIT_FAILED, "")
+    assert one_line(err).endswith(
+        "no Google credentials; run `gcloud auth application-default login`"
+    )
 
 
 # Bad input and settings: one line, exit 2, nothing sent.
@@ -297,7 +360,9 @@ def test_a_missing_model_bucket_is_named(capsys, named_model):
     status, out, err = publish(capsys, named_model)
 
     assert (status, out) == (EXIT_FAILED, "")
-    assert one_line(err).startswith("error: MODEL_BUCKET: required, the model bucket `make bootstrap` created")
+    assert one_line(err).startswith(
+        "error: MODEL_BUCKET: required, the model bucket `make bootstrap` created"
+    )
 
 
 @pytest.mark.parametrize(
@@ -326,11 +391,15 @@ def test_a_bad_bucket_name_is_refused_naming_it(capsys, monkeypatch, named_model
 
     assert (status, out) == (EXIT_FAILED, "")
     line = one_line(err)
-    assert line.startswith(f"error: MODEL_BUCKET: expected a Cloud Storage bucket name, got {bucket!r}: ")
+    assert line.startswith(
+        f"error: MODEL_BUCKET: expected a Cloud Storage bucket name, got {bucket!r}: "
+    )
     assert problem in line
 
 
-@pytest.mark.parametrize("bucket", ["models-123", "my.models.example.com", "a_b", "m" * 63, f"{'m' * 63}.{'n' * 63}"])
+@pytest.mark.parametrize(
+    "bucket", ["models-123", "my.models.example.com", "a_b", "m" * 63, f"{'m' * 63}.{'n' * 63}"]
+)
 def test_real_bucket_names_pass(bucket):
     assert bucket_name_problem(bucket) is None
 
@@ -344,7 +413,9 @@ def test_real_bucket_names_pass(bucket):
     ],
     ids=["empty", "text", "bytes"],
 )
-def test_a_file_that_is_not_an_onnx_model_is_one_line(capsys, monkeypatch, tmp_path, content, expected):
+def test_a_file_that_is_not_an_onnx_model_is_one_line(
+    capsys, monkeypatch, tmp_path, content, expected
+):
     monkeypatch.setenv("MODEL_BUCKET", BUCKET)
     path = tmp_path / "model.onnx"
     path.write_bytes(content)
@@ -364,7 +435,9 @@ def test_a_directory_is_not_a_model(capsys, monkeypatch, tmp_path):
     assert one_line(err) == f"error: model file {tmp_path}: expected an ONNX file, got a directory"
 
 
-def test_a_model_without_a_name_is_refused_with_how_to_name_it(capsys, monkeypatch, tmp_path, model_file):
+def test_a_model_without_a_name_is_refused_with_how_to_name_it(
+    capsys, monkeypatch, tmp_path, model_file
+):
     monkeypatch.setenv("MODEL_BUCKET", BUCKET)
     unnamed = model_with(model_file, tmp_path / "unnamed.onnx", **{NAME_KEY: None})
 
@@ -384,12 +457,23 @@ def test_a_model_without_a_name_is_refused_with_how_to_name_it(capsys, monkeypat
         ({NAME_KEY: "../iris"}, "model_name must match"),
         ({NAME_KEY: "iris/2"}, "model_name must match"),
         ({NAME_KEY: "i" * 64}, "model_name must match"),
-        ({NAME_KEY: NAME, VERSION_KEY: None}, "model_version must be 16 lowercase hex characters, got nothing"),
-        ({NAME_KEY: NAME, VERSION_KEY: "v1"}, "model_version must be 16 lowercase hex characters, got 'v1'"),
-        ({NAME_KEY: NAME, VERSION_KEY: "CD827946F6342979"}, "model_version must be 16 lowercase hex characters, got 'CD8"),
+        (
+            {NAME_KEY: NAME, VERSION_KEY: None},
+            "model_version must be 16 lowercase hex characters, got nothing",
+        ),
+        (
+            {NAME_KEY: NAME, VERSION_KEY: "v1"},
+            "model_version must be 16 lowercase hex characters, got 'v1'",
+        ),
+        (
+            {NAME_KEY: NAME, VERSION_KEY: "CD827946F6342979"},
+            "model_version must be 16 lowercase hex characters, got 'CD8",
+        ),
     ],
 )
-def test_a_bad_name_or_version_in_the_file_is_refused(capsys, monkeypatch, tmp_path, model_file, props, expected):
+def test_a_bad_name_or_version_in_the_file_is_refused(
+    capsys, monkeypatch, tmp_path, model_file, props, expected
+):
     monkeypatch.setenv("MODEL_BUCKET", BUCKET)
     path = model_with(model_file, tmp_path / f"{uuid.uuid4().hex}.onnx", **props)
 
@@ -413,11 +497,18 @@ def test_a_bad_timeout_is_refused(capsys, monkeypatch, named_model, timeout):
 def test_checksums_decide_by_size_crc32c_and_md5_when_stored(named_model):
     local = Checksums.of_file(named_model)
     data = named_model.read_bytes()
-    assert (local.size, local.md5) == (len(data), base64.b64encode(hashlib.md5(data).digest()).decode())
+    assert (local.size, local.md5) == (
+        len(data),
+        base64.b64encode(hashlib.md5(data).digest()).decode(),
+    )
 
     assert local.same_content(local)
     # Composite objects have no MD5: size and CRC32C still decide.
     assert local.same_content(Checksums(size=local.size, crc32c=local.crc32c, md5=None))
-    assert not local.same_content(Checksums(size=local.size, crc32c=local.crc32c, md5="AAAAAAAAAAAAAAAAAAAAAA=="))
-    assert not local.same_content(Checksums(size=local.size + 1, crc32c=local.crc32c, md5=local.md5))
+    assert not local.same_content(
+        Checksums(size=local.size, crc32c=local.crc32c, md5="AAAAAAAAAAAAAAAAAAAAAA==")
+    )
+    assert not local.same_content(
+        Checksums(size=local.size + 1, crc32c=local.crc32c, md5=local.md5)
+    )
     assert not local.same_content(Checksums(size=local.size, crc32c="AAAAAA==", md5=local.md5))
