@@ -47,8 +47,12 @@ def version_of(path: Path) -> str:
     return {prop.key: prop.value for prop in onnx.load_model(path).metadata_props}[VERSION_KEY]
 
 
-def uri_of(bucket: str, path: Path, name: str = NAME) -> str:
-    return f"gs://{bucket}/models/{name}/{version_of(path)}/model.onnx"
+def uri_of(bucket: str, path: Path) -> str:
+    return f"gs://{bucket}/models/{NAME}/{version_of(path)}/model.onnx"
+
+
+def object_of(uri: str) -> str:
+    return uri.split("/", 3)[3]
 
 
 @pytest.fixture(autouse=True)
@@ -100,7 +104,7 @@ def test_publishes_under_name_and_version_and_prints_the_uri_last(
     assert status == EXIT_PUBLISHED
     assert out == f"{uri}\n"
     assert f"published {named_model} as {NAME} version {version_of(named_model)}" in one_line(err)
-    stored = gcs_bucket.blob(uri.split("/", 3)[3])
+    stored = gcs_bucket.blob(object_of(uri))
     assert stored.download_as_bytes() == named_model.read_bytes()
     # What was published is what the service then serves.
     assert make_client(MODEL_URI=uri).get("/").json()["version"] == version_of(named_model)
@@ -112,14 +116,14 @@ def test_publishing_the_same_file_again_succeeds_and_changes_nothing(
     monkeypatch.setenv("MODEL_BUCKET", gcs_bucket.name)
     assert publish(capsys, named_model)[0] == EXIT_PUBLISHED
     uri = uri_of(gcs_bucket.name, named_model)
-    generation = gcs_bucket.get_blob(uri.split("/", 3)[3]).generation
+    generation = gcs_bucket.get_blob(object_of(uri)).generation
 
     status, out, err = publish(capsys, named_model)
 
     assert status == EXIT_PUBLISHED
     assert out == f"{uri}\n"
     assert "already published with the same bytes" in one_line(err)
-    assert gcs_bucket.get_blob(uri.split("/", 3)[3]).generation == generation
+    assert gcs_bucket.get_blob(object_of(uri)).generation == generation
 
 
 def test_a_large_model_is_published_through_a_resumable_upload(
@@ -132,7 +136,7 @@ def test_a_large_model_is_published_through_a_resumable_upload(
     assert status == EXIT_PUBLISHED
     uri = uri_of(gcs_bucket.name, large_model)
     assert out == f"{uri}\n"
-    assert gcs_bucket.blob(uri.split("/", 3)[3]).download_as_bytes() == large_model.read_bytes()
+    assert gcs_bucket.blob(object_of(uri)).download_as_bytes() == large_model.read_bytes()
 
 
 def test_other_bytes_claiming_a_published_version_are_refused_and_the_version_kept(
@@ -150,7 +154,7 @@ def test_other_bytes_claiming_a_published_version_are_refused_and_the_version_ke
     line = one_line(err)
     assert line.startswith(f"error: {uri} already holds other bytes")
     assert "a published version never changes" in line
-    assert gcs_bucket.blob(uri.split("/", 3)[3]).download_as_bytes() == named_model.read_bytes()
+    assert gcs_bucket.blob(object_of(uri)).download_as_bytes() == named_model.read_bytes()
 
 
 def test_the_module_command_exits_with_the_documented_statuses(
@@ -207,14 +211,14 @@ def test_unreachable_storage_is_one_line_within_the_timeout(capsys, monkeypatch,
 
 def object_path(path: Path) -> str:
     # The client percent-encodes the object name; the server sees it decoded.
-    return f"/storage/v1/b/{BUCKET}/o/models/{NAME}/{version_of(path)}/model.onnx"
+    return f"/storage/v1/b/{BUCKET}/o/{object_of(uri_of(BUCKET, path))}"
 
 
 def object_json(path: Path, content: bytes) -> dict:
     return {
         "kind": "storage#object",
         "bucket": BUCKET,
-        "name": object_path(path).split("/o/", 1)[1],
+        "name": object_of(uri_of(BUCKET, path)),
         "generation": "1764000000000000",
         "metageneration": "1",
         "size": str(len(content)),
@@ -280,7 +284,7 @@ def test_a_failed_precondition_compares_the_stored_checksums(
     ] == [("POST", upload_type, "0")]
     assert status == expected_status
     line = one_line(err)
-    uri = f"gs://{BUCKET}/models/{NAME}/{version_of(model)}/model.onnx"
+    uri = uri_of(BUCKET, model)
     if same:
         assert out == f"{uri}\n"
         assert "already published with the same bytes" in line
@@ -298,10 +302,7 @@ def test_an_identical_version_already_there_is_not_uploaded_again(
 
     status, out, _ = publish(capsys, large_model)
 
-    assert (status, out) == (
-        EXIT_PUBLISHED,
-        f"gs://{BUCKET}/models/{NAME}/{version_of(large_model)}/model.onnx\n",
-    )
+    assert (status, out) == (EXIT_PUBLISHED, f"{uri_of(BUCKET, large_model)}\n")
     assert uploads(httpserver) == []
 
 
