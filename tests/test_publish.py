@@ -196,7 +196,7 @@ def test_a_bucket_that_does_not_exist_is_one_line(capsys, monkeypatch, gcs_emula
     assert "bucket no-such-models-bucket does not exist (`make bootstrap` creates" in one_line(err)
 
 
-def test_unreachable_storage_is_one_line_within_the_timeout(capsys, monkeypatch, named_model):
+def test_unreachable_storage_is_one_line(capsys, monkeypatch, named_model):
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("MODEL_BUCKET", BUCKET)
 
