@@ -117,29 +117,32 @@ def _special(token: str, network: Network, row: SpecialRange, relation: str) -> 
     )
     if row.meant is None:
         return message
-    return f"{message}: {row.meant.value}; {_instead(row.meant, network)}"
+    return f"{message}. It is {row.meant.value}: {_instead(row.meant, network)}"
 
 
 def _instead(meant: Meant, network: Network) -> str:
     """What to list instead of an address of a block a user most likely confused with their own."""
-    public = f"list your public address instead, the one {CHECK_IP_URL} shows"
+    checked = f"the one {CHECK_IP_URL} shows"
     if meant is Meant.CARRIER_NAT:
-        return f"Cloud Armor sees the public IPv4 address your provider translates it to: {public}"
+        return (
+            "Cloud Armor sees the public IPv4 address your provider translates it to, "
+            f"so list that instead, {checked}"
+        )
     if meant is Meant.NAT64:
         return (
             "it stands for an IPv4 server, not a client; a client behind NAT64 reaches Cloud Armor "
-            f"from its gateway's IPv4 address: {public}"
+            f"from its gateway's IPv4 address, so list that instead, {checked}"
         )
     if meant in (Meant.IPV4_MAPPED, Meant.SIX_TO_FOUR, Meant.TEREDO):
-        embedded = _embedded_ipv4(meant, network)
         seen = "the IPv4 address it carries"
         if meant is Meant.TEREDO:
             seen = "the IPv4 address of the client's NAT"
+        embedded = _embedded_ipv4(meant, network)
         if embedded is None:
-            return f"Cloud Armor sees {seen}: {public}"
+            return f"Cloud Armor sees {seen}, so list that instead, {checked}"
         shown = embedded.network_address if embedded.prefixlen == 32 else embedded
-        return f"Cloud Armor sees {seen}: list {shown} instead"
-    return public
+        return f"Cloud Armor sees {seen}, so list {shown} instead"
+    return f"list your public address instead, {checked}"
 
 
 def _embedded_ipv4(meant: Meant, network: Network) -> ipaddress.IPv4Network | None:
