@@ -13,13 +13,14 @@ from tests.infra import BASE_ENV
 
 
 def ranges(count: int, ipv6_every: int = 0) -> list[str]:
-    """`count` disjoint, non-adjacent ranges; every `ipv6_every`-th one IPv6."""
+    """`count` disjoint, non-adjacent documentation ranges; every `ipv6_every`-th one IPv6."""
+    assert count <= 64, "198.51.100.0/24 holds 64 non-adjacent /31s"
     out = []
     for i in range(count):
         if ipv6_every and i % ipv6_every == 0:
             out.append(f"2001:db8:{i:x}::/48")
         else:
-            out.append(f"198.51.{i * 2}.0/24")
+            out.append(f"198.51.100.{i * 4}/31")
     return out
 
 
@@ -33,19 +34,23 @@ def test_commas_and_spaces_both_separate(separator):
 
 
 def test_duplicates_and_contained_ranges_are_folded():
-    folded = parse_allowlist("10.1.0.0/16 10.1.2.0/24 10.1.2.3 10.1.0.0/16 2001:db8::/32 2001:db8:1::1")
+    folded = parse_allowlist(
+        "198.51.100.0/24 198.51.100.128/25 198.51.100.7 198.51.100.0/24 2001:db8::/32 2001:db8:1::1"
+    )
 
-    assert [str(n) for n in folded] == ["10.1.0.0/16", "2001:db8::/32"]
+    assert [str(n) for n in folded] == ["198.51.100.0/24", "2001:db8::/32"]
 
 
 @pytest.mark.parametrize(
     "raw, words",
     [
-        ("", ["expected IPv4/IPv6 addresses or CIDRs", "got ''"]),
+        ("", ["expected IPv4/IPv6 addresses or CIDRs", "got ''", "denies everyone"]),
         ("your ip address", ["placeholder 'your ip address'"]),
         ("203.0.113.4, example.com", ["got 'example.com'"]),
         ("203.0.113.300", ["got '203.0.113.300'"]),
-        ("10.0.0.5/24", ["host bits set", "did you mean 10.0.0.0/24?"]),
+        ("203.0.113.5/24", ["host bits set", "did you mean 203.0.113.0/24?"]),
+        ("198.51.100.1/255.255.255.0", ["host bits set", "did you mean 198.51.100.0/24?"]),
+        ("10.0.0.5/24", ["'10.0.0.5/24'", "Private-Use"]),
         ("2001:db8::1/32", ["did you mean 2001:db8::/32?"]),
         ("0.0.0.0/0", ["lets everyone in"]),
         ("203.0.113.4 ::/0", ["'::/0'", "lets everyone in"]),
@@ -57,6 +62,69 @@ def test_bad_allowlists_are_refused_saying_why(raw, words):
 
     for word in words:
         assert word in str(raised.value)
+
+
+# Wide ranges cannot come from the documentation blocks: these are public space, and only ever refused
+# or folded here.
+FIFTY_ODD_SLASH_EIGHTS = [f"{first}.0.0.0/8" for first in range(1, 100, 2)]
+
+
+@pytest.mark.parametrize(
+    "raw, words",
+    [
+        ("0.0.0.0/1,128.0.0.0/1", ["'0.0.0.0/1'", "no wider than /8", "1/2 of all IPv4 addresses"]),
+        ("128.0.0.0/1 0.0.0.0/1", ["'128.0.0.0/1'", "no wider than /8"]),
+        ("::/1 8000::/1", ["'::/1'", "no wider than /16", "1/2 of all IPv6 addresses"]),
+        ("2000::/3", ["'2000::/3'", "no wider than /16", "1/8 of all IPv6 addresses"]),
+        ("12.0.0.0/8 13.0.0.0/8", ["once folded", "'12.0.0.0/8', '13.0.0.0/8'", "12.0.0.0/7"]),
+        ("2400::/16, 2401::/16", ["once folded", "'2400::/16', '2401::/16'", "2400::/15"]),
+        (" ".join(FIFTY_ODD_SLASH_EIGHTS), ["at most 16,777,216 IPv4 addresses", "got 838,860,800",
+                                            "19.5% of the IPv4 internet", "'1.0.0.0/8', '3.0.0.0/8', '5.0.0.0/8' and 47 more"]),
+        ("203.0.113.4 12.0.0.0/8", ["got 16,777,217", "'12.0.0.0/8', '203.0.113.4'"]),
+        ("2400::/16 2001:db8::1", ["at most 2^112 IPv6 addresses", "'2400::/16', '2001:db8::1'"]),
+    ],
+)  # fmt: skip
+def test_too_much_of_the_internet_is_refused_entry_by_entry_and_once_folded(raw, words):
+    with pytest.raises(AllowlistError) as raised:
+        parse_allowlist(raw)
+
+    for word in words:
+        assert word in str(raised.value)
+
+
+def test_fifty_odd_slash_eights_never_fold_yet_are_refused_together():
+    assert len(list(ipaddress.collapse_addresses(map(ipaddress.ip_network, FIFTY_ODD_SLASH_EIGHTS)))) == 50
+    assert all(parse_allowlist(eight) for eight in FIFTY_ODD_SLASH_EIGHTS)
+
+    with pytest.raises(AllowlistError, match="838,860,800"):
+        parse_allowlist(",".join(FIFTY_ODD_SLASH_EIGHTS))
+
+
+def test_ranges_that_fold_into_exactly_the_limit_pass():
+    sixteens = " ".join(f"12.{second}.0.0/16" for second in range(256))
+    assert [str(n) for n in parse_allowlist(sixteens)] == ["12.0.0.0/8"]
+    assert [str(n) for n in parse_allowlist("2400::/17 2400:8000::/17")] == ["2400::/16"]
+
+
+@pytest.mark.parametrize("raw", ["", "   ", " , ", ",,", "\n,\t,"])
+def test_an_empty_allowlist_is_refused_as_one_that_denies_everyone(raw):
+    with pytest.raises(AllowlistError) as raised:
+        parse_allowlist(raw)
+
+    assert f"got {raw!r}: an empty allowlist would make a policy that denies everyone" in str(raised.value)
+
+
+@pytest.mark.parametrize("raw", ["203.0.113.4,,198.51.100.7", "203.0.113.4, ,198.51.100.7", "203.0.113.4 ,\n, 198.51.100.7"])
+def test_an_empty_entry_between_two_is_refused_as_a_missing_one(raw):
+    with pytest.raises(AllowlistError) as raised:
+        parse_allowlist(raw)
+
+    assert f"got an empty entry after '203.0.113.4' in {raw!r}" in str(raised.value)
+
+
+@pytest.mark.parametrize("raw", ["203.0.113.4,", ",203.0.113.4", " 203.0.113.4 ,\n", "203.0.113.4,\n198.51.100.7,\n"])
+def test_separators_before_the_first_entry_or_after_the_last_are_layout(raw):
+    assert ipaddress.ip_network("203.0.113.4/32") in parse_allowlist(raw)
 
 
 @pytest.mark.parametrize("count", [1, 10, 11, 25])
@@ -90,6 +158,8 @@ def test_settings_defaults():
         ("MODEL_URI", "gs://bucket", "got 'gs://bucket'"),
         ("ALLOWED_IP_RANGES", "", "ALLOWED_IP_RANGES: expected"),
         ("ALLOWED_IP_RANGES", "your ip address", "ALLOWED_IP_RANGES: expected your own addresses"),
+        ("ALLOWED_IP_RANGES", "203.0.113.4 192.168.1.10", "ALLOWED_IP_RANGES: expected public addresses, got '192.168.1.10'"),
+        ("ALLOWED_IP_RANGES", "0.0.0.0/1,128.0.0.0/1", "ALLOWED_IP_RANGES: expected IPv4 ranges no wider than /8, got '0.0.0.0/1'"),
         ("REGION", "tokyo", "REGION: expected a region such as asia-northeast1, got 'tokyo'"),
         ("DOMAIN", "https://api.example.com", "DOMAIN: expected a domain name"),
         ("TF_STATE_BUCKET", "gs://state", "TF_STATE_BUCKET: expected a Cloud Storage bucket name, got 'gs://state'"),
@@ -107,8 +177,9 @@ def test_bad_setting_names_the_variable_and_value(name, value, words):
     assert words in str(raised.value)
 
 
-def test_synth_with_a_bad_setting_fails_naming_it_and_writes_nothing(tmp_path):
-    env = {"PATH": "/usr/bin:/bin", **BASE_ENV, "ALLOWED_IP_RANGES": "your ip address"}
+@pytest.mark.parametrize("value", ["your ip address", "0.0.0.0/1,128.0.0.0/1"])
+def test_synth_with_a_bad_setting_fails_naming_it_and_writes_nothing(tmp_path, value):
+    env = {"PATH": "/usr/bin:/bin", **BASE_ENV, "ALLOWED_IP_RANGES": value}
 
     result = subprocess.run(
         [sys.executable, str(ROOT / "cdktf" / "main.py")], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
@@ -116,5 +187,5 @@ def test_synth_with_a_bad_setting_fails_naming_it_and_writes_nothing(tmp_path):
 
     assert result.returncode == 2
     assert result.stderr.startswith("error: ALLOWED_IP_RANGES:")
-    assert "your ip address" in result.stderr
+    assert repr(value.split(",")[0]) in result.stderr
     assert list(tmp_path.iterdir()) == []

@@ -237,7 +237,7 @@ def test_the_provider_is_pinned(plain):
     assert plain.json["provider"]["google"] == [{"project": "p", "region": "asia-northeast1"}]
 
 
-@pytest.mark.parametrize("env", [{}, {"RATE_LIMIT_PER_MINUTE": "600"}, {"WAF_RULES": "false"}, {"ALLOWED_IP_RANGES": "10.0.0.0/8 2001:db8::/32"}])
+@pytest.mark.parametrize("env", [{}, {"RATE_LIMIT_PER_MINUTE": "600"}, {"WAF_RULES": "false"}, {"ALLOWED_IP_RANGES": "198.51.100.0/24 2001:db8::/32"}])
 def test_synthesized_rules_are_the_plan_that_verify_compares_with(synth, env):
     synthesized = rules_from_terraform(synth(**env).one(POLICY))
 
