@@ -20,12 +20,14 @@ PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 SEED_CURL := curl -X POST http://localhost:$(PORT)/inference/ -H 'Content-Type: application/json' \
 	-d '{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}'
 
-.PHONY: help run test train upload synth synth-hcl deploy destroy check-ip endpoint verify bench debian-deps
+.PHONY: help run test train export upload synth synth-hcl deploy destroy check-ip endpoint verify bench debian-deps
 
 help:
 	@echo "make run     train if needed, then serve predict on http://$(HOST):$(PORT)"
 	@echo "make test    install everything the tests need and run them"
 	@echo "make train   train the iris model and write $(MODEL)"
+	@echo "make export ESTIMATOR=fitted.joblib SAMPLE=rows.csv NAME=name [OUT=$(MODEL)] [EXAMPLE_ROW=1]"
+	@echo "             your fitted estimator or pipeline -> ONNX, checked against scikit-learn first"
 	@echo "make upload  copy $(MODEL) to MODEL_URI (gs://bucket/object)"
 	@echo "make synth   cdktf synth: cdktf.out/stacks/secure-inference/cdk.tf.json"
 	@echo "make deploy  cdktf deploy (needs Google Cloud credentials)"
@@ -75,6 +77,13 @@ $(MODEL): | $(VENV)/.serve-deps
 
 train: $(VENV)/.serve-deps
 	$(BIN)/python -m training.train --output $(MODEL)
+
+OUT ?= $(MODEL)
+export: $(VENV)/.serve-deps
+	@missing=""; for v in ESTIMATOR SAMPLE NAME; do [ -n "$${!v:-}" ] || missing="$$missing $$v"; done; \
+	if [ -n "$$missing" ]; then echo "make export: set$$missing, e.g. make export ESTIMATOR=model.joblib SAMPLE=rows.csv NAME=churn" >&2; exit 2; fi
+	$(BIN)/python -m training.export --estimator "$(ESTIMATOR)" --sample "$(SAMPLE)" --out "$(OUT)" \
+		--name "$(NAME)" $(if $(filter 1 true yes,$(EXAMPLE_ROW)),--example-row)
 
 upload: $(VENV)/.serve-deps $(MODEL)
 	$(BIN)/python -m training.upload --source $(MODEL) --to "$(MODEL_URI)"

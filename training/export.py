@@ -151,6 +151,13 @@ def _typed_column(name: str, column: pd.Series) -> pd.Series:
         return column.astype(np.float64)
     values = column.dropna().tolist()
     if all(isinstance(v, str) for v in values):
+        missing = int(column.isna().sum())
+        if missing:
+            raise ExportError(
+                f"sample column {name!r}: expected a string in every row of a categorical column "
+                f"(requests will carry one), got {missing} missing; fill them with a category of "
+                f"their own, such as 'missing', before fitting"
+            )
         return column.astype(object)
     if all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in values):
         return column.astype(np.float64)
@@ -269,7 +276,7 @@ def _known_categories(estimator: Any, columns: Sequence[str]) -> dict[str, list]
                 for name, found in zip(columns, estimator.categories_, strict=False)}  # fmt: skip
     if isinstance(estimator, Pipeline):
         for _, step in estimator.steps:
-            if isinstance(step, _ENCODERS):
+            if isinstance(step, (*_ENCODERS, ColumnTransformer, Pipeline)):
                 return _known_categories(step, columns)
             # An imputer keeps each column in place: the encoder after it still sees the inputs.
             if not (isinstance(step, SimpleImputer) and not step.add_indicator) and step != "passthrough":
@@ -537,8 +544,11 @@ def export_model(
 def write_file(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
-    partial.write_bytes(data)
-    partial.replace(path)  # never leave a half-written model where the service looks
+    try:
+        partial.write_bytes(data)
+        partial.replace(path)  # never leave a half-written model where the service looks
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def check_parity(data: bytes, estimator: Any, frame: pd.DataFrame) -> Parity:
@@ -546,11 +556,25 @@ def check_parity(data: bytes, estimator: Any, frame: pd.DataFrame) -> Parity:
     session = _session(data)
     props = session.get_modelmeta().custom_metadata_map
     task = props.get(TASK_KEY, CLASSIFICATION)
-    onnx_answers = session.run(None, _feeds(session, frame))
+    try:
+        onnx_answers = session.run(None, _feeds(session, frame))
+    except Exception as error:
+        raise UnsupportedEstimator(
+            f"onnxruntime cannot run the converted graph on the sample ({_first_line(error)}); "
+            f"nothing written"
+        ) from error
     reference = _sklearn_rows(estimator, frame)
-    if task == CLASSIFICATION:
-        return _classifier_parity(estimator, reference, frame, *onnx_answers)
-    return _regressor_parity(estimator, reference, frame, onnx_answers[0])
+    try:
+        if task == CLASSIFICATION:
+            return _classifier_parity(estimator, reference, frame, *onnx_answers)
+        return _regressor_parity(estimator, reference, frame, onnx_answers[0])
+    except ExportError:
+        raise
+    except Exception as error:  # the estimator's own complaint about the rows, e.g. NaN without an imputer
+        raise ExportError(
+            f"sample: scikit-learn cannot predict its rows ({type(error).__name__}: {_first_line(error)}); "
+            f"nothing written"
+        ) from error
 
 
 def _session(data: bytes) -> Any:
@@ -587,8 +611,9 @@ def _classifier_parity(
     estimator: Any, reference: Any, frame: pd.DataFrame, onnx_labels: Any, onnx_probabilities: Any
 ) -> Parity:
     expected = estimator.predict_proba(reference)
+    classes = [str(c) for c in estimator.classes_]
     expected_labels = [str(label) for label in estimator.predict(reference)]
-    labels = [str(label) for label in onnx_labels]
+    labels = [_label(label, classes) for label in onnx_labels]
     gaps = np.abs(np.asarray(onnx_probabilities, dtype=np.float64) - expected).max(axis=1)
     top_two = np.sort(expected, axis=1)[:, -2:] if expected.shape[1] > 1 else np.zeros((len(expected), 2))
     tied = (top_two[:, 1] - top_two[:, 0]) <= PROBABILITY_TOLERANCE
@@ -604,6 +629,14 @@ def _classifier_parity(
             f"{np.asarray(onnx_probabilities[worst], dtype=np.float64).tolist()}; nothing written"
         )
     return Parity(rows=len(frame), gap=float(gaps.max()))
+
+
+def _label(label: Any, classes: Sequence[str]) -> str:
+    """onnxruntime's label as scikit-learn prints it: skl2onnx labels boolean classes 0 and 1."""
+    text = str(label)
+    if text in classes or classes != ["False", "True"]:
+        return text
+    return classes[int(label)]
 
 
 def _regressor_parity(estimator: Any, reference: Any, frame: pd.DataFrame, onnx_predictions: Any) -> Parity:
@@ -653,6 +686,9 @@ def main(argv: list[str] | None = None) -> int:
         exported = export_model(estimator, frame, args.out, name=args.name, example_row=args.example_row)
     except ExportError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(f"error: cannot write {args.out}: {error.strerror or error}", file=sys.stderr)
         return 1
     kinds = ", ".join(f"{f.name} ({f.type})" for f in exported.features)
     print(
