@@ -535,3 +535,44 @@ def test_cli_says_when_the_output_cannot_be_written(tmp_path, capsys):
     assert code == 1
     assert f"error: cannot write {tmp_path / 'taken'}" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.csv", "shop.joblib", "taken"]
+
+
+def test_inputs_keep_feature_names_that_are_not_identifiers(tmp_path):
+    frame = _shop().rename(columns={"size": "size (cm)", "color": "colour/kind"})
+    prepare = ColumnTransformer(
+        [("categorical", OneHotEncoder(), ["colour/kind"]), ("numeric", StandardScaler(), ["size (cm)", "weight"])]
+    )
+    model = Pipeline([("prepare", prepare), ("model", RandomForestClassifier(n_estimators=5, random_state=0))])
+    model.fit(frame, _bought(_shop()))
+
+    export_model(model, frame, tmp_path / "shop.onnx", name="shop")
+
+    inputs, _ = _signature(tmp_path / "shop.onnx")
+    assert [name for name, _, _ in inputs] == ["colour/kind", "size (cm)", "weight"]
+    onnx.checker.check_model(onnx.load(str(tmp_path / "shop.onnx")), full_check=True)
+
+
+def test_a_feature_named_like_an_output_is_refused(tmp_path):
+    frame = _shop().rename(columns={"size": "probabilities"})
+    prepare = ColumnTransformer([("categorical", OneHotEncoder(), ["color"])], remainder="passthrough")
+    model = Pipeline([("prepare", prepare), ("model", RandomForestClassifier(n_estimators=5, random_state=0))])
+    model.fit(frame, _bought(_shop()))
+
+    with pytest.raises(ExportError, match="feature 'probabilities': the graph already has a tensor of that name"):
+        export_model(model, frame, tmp_path / "shop.onnx", name="shop")
+
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_numeric_columns_selected_by_name_get_one_input_each(tmp_path):
+    frame = _shop()[["size", "weight"]]
+    prepare = ColumnTransformer([("scaled", StandardScaler(), ["weight"])], remainder="passthrough")
+    model = Pipeline([("prepare", prepare), ("model", GradientBoostingRegressor(n_estimators=10, random_state=0))])
+    model.fit(frame, _price(_shop()))
+
+    export_model(model, frame, tmp_path / "price.onnx", name="price")
+
+    assert _signature(tmp_path / "price.onnx") == (
+        [("size", "tensor(float)", [None, 1]), ("weight", "tensor(float)", [None, 1])],
+        [("prediction", "tensor(float)", [None, 1])],
+    )

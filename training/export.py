@@ -408,7 +408,29 @@ def _convert(estimator: Any, features: Sequence[Feature], task: str, name: str) 
             f"{type(estimator).__name__}: expected graph outputs {expected}, skl2onnx produced "
             f"{produced}; nothing written"
         )
+    if per_feature:
+        _name_inputs_as_features(proto, features)
     return proto
+
+
+def _name_inputs_as_features(proto: onnx.ModelProto, features: Sequence[Feature]) -> None:
+    """skl2onnx turns `petal length (cm)` into `petal_length__cm_`: requests use the real names."""
+    graph = proto.graph
+    taken = {name for node in graph.node for name in node.output}
+    taken |= {tensor.name for tensor in graph.initializer} | {output.name for output in graph.output}
+    for graph_input, feature in zip(graph.input, features, strict=True):
+        if graph_input.name == feature.name:
+            continue
+        if feature.name in taken:
+            raise ExportError(
+                f"feature {feature.name!r}: the graph already has a tensor of that name (the outputs "
+                f"are {[o.name for o in graph.output]}); rename the column before fitting"
+            )
+        for node in graph.node:
+            for index, name in enumerate(node.input):
+                if name == graph_input.name:
+                    node.input[index] = feature.name
+        graph_input.name = feature.name
 
 
 def _failing_step(estimator: Any, error: Exception) -> str:
