@@ -79,11 +79,14 @@ train: $(VENV)/.serve-deps
 	$(BIN)/python -m training.train --output $(MODEL)
 
 OUT ?= $(MODEL)
+EXPORT_MISSING = $(foreach variable,ESTIMATOR SAMPLE NAME,$(if $($(variable)),,$(variable)))
 export: $(VENV)/.serve-deps
-	@missing=""; for v in ESTIMATOR SAMPLE NAME; do [ -n "$${!v:-}" ] || missing="$$missing $$v"; done; \
-	if [ -n "$$missing" ]; then echo "make export: set$$missing, e.g. make export ESTIMATOR=model.joblib SAMPLE=rows.csv NAME=churn" >&2; exit 2; fi
+	@if [ -n "$(strip $(EXPORT_MISSING))" ]; then \
+		echo "make export: set $(strip $(EXPORT_MISSING)), e.g. make export ESTIMATOR=model.joblib SAMPLE=rows.csv NAME=churn" >&2; \
+		exit 2; fi
 	$(BIN)/python -m training.export --estimator "$(ESTIMATOR)" --sample "$(SAMPLE)" --out "$(OUT)" \
-		--name "$(NAME)" $(if $(filter 1 true yes,$(EXAMPLE_ROW)),--example-row)
+		--name "$(NAME)" $(if $(filter 1 true yes,$(EXAMPLE_ROW)),--example-row) \
+		$(foreach type,$(TRUST),--trust "$(type)")
 
 upload: $(VENV)/.serve-deps $(MODEL)
 	$(BIN)/python -m training.upload --source $(MODEL) --to "$(MODEL_URI)"
