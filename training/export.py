@@ -30,8 +30,7 @@ from sklearn.exceptions import InconsistentVersionWarning
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, OneHotEncoder, OrdinalEncoder, StandardScaler
-from skl2onnx import convert_sklearn
-from skl2onnx._supported_operators import sklearn_operator_name_map
+from skl2onnx import convert_sklearn, supported_converters
 from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType, StringTensorType
 
 # The keys the service reads. The first five predate this module and are shared with it.
@@ -319,8 +318,9 @@ def _steps(estimator: Any, path: str = "") -> Iterator[tuple[str, Any]]:
 
 
 def _refuse_what_converts_wrongly(estimator: Any) -> None:
+    convertible = set(supported_converters(from_sklearn=True))  # class names, registered ones too
     for path, step in _steps(estimator):
-        if type(step) not in sklearn_operator_name_map:
+        if type(step).__name__ not in convertible:
             raise UnsupportedEstimator(
                 f"step {path!r} ({type(step).__name__}): skl2onnx has no converter for it; "
                 f"nothing written"
