@@ -30,7 +30,11 @@ from sklearn.exceptions import InconsistentVersionWarning
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, OneHotEncoder, OrdinalEncoder, StandardScaler
-from skl2onnx import convert_sklearn, supported_converters
+from skl2onnx import convert_sklearn
+
+# The registry of converters by class (update_registered_converter adds to it); the public
+# supported_converters() lists aliases such as SklearnLinearClassifier, not the classes.
+from skl2onnx._supported_operators import sklearn_operator_name_map
 from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType, StringTensorType
 
 # The keys the service reads. The first five predate this module and are shared with it.
@@ -318,9 +322,8 @@ def _steps(estimator: Any, path: str = "") -> Iterator[tuple[str, Any]]:
 
 
 def _refuse_what_converts_wrongly(estimator: Any) -> None:
-    convertible = set(supported_converters(from_sklearn=True))  # class names, registered ones too
     for path, step in _steps(estimator):
-        if type(step).__name__ not in convertible:
+        if type(step) not in sklearn_operator_name_map:
             raise UnsupportedEstimator(
                 f"step {path!r} ({type(step).__name__}): skl2onnx has no converter for it; "
                 f"nothing written"
