@@ -59,7 +59,9 @@ def _bought(frame: pd.DataFrame) -> np.ndarray:
 
 
 def _price(frame: pd.DataFrame) -> np.ndarray:
-    return 3.0 * frame["size"] + 0.5 * frame["weight"] + np.where(frame["color"] == "red", 20.0, 0.0)
+    return (
+        3.0 * frame["size"] + 0.5 * frame["weight"] + np.where(frame["color"] == "red", 20.0, 0.0)
+    )
 
 
 def _forest_pipeline(frame: pd.DataFrame) -> Pipeline:
@@ -69,7 +71,9 @@ def _forest_pipeline(frame: pd.DataFrame) -> Pipeline:
             ("numeric", StandardScaler(), ["size", "weight"]),
         ]
     )
-    model = Pipeline([("prepare", prepare), ("model", RandomForestClassifier(n_estimators=10, random_state=0))])
+    model = Pipeline(
+        [("prepare", prepare), ("model", RandomForestClassifier(n_estimators=10, random_state=0))]
+    )
     return model.fit(frame, _bought(frame))
 
 
@@ -157,7 +161,9 @@ def test_the_version_is_the_hash_of_the_file_before_the_version_was_added(tmp_pa
 def test_an_example_row_only_when_asked(tmp_path):
     frame = _shop()
 
-    export_model(_forest_pipeline(frame), frame, tmp_path / "shop.onnx", name="shop", example_row=True)
+    export_model(
+        _forest_pipeline(frame), frame, tmp_path / "shop.onnx", name="shop", example_row=True
+    )
 
     first = frame.iloc[0]
     example = json.loads(_props(tmp_path / "shop.onnx")[EXAMPLE_KEY])
@@ -166,7 +172,10 @@ def test_an_example_row_only_when_asked(tmp_path):
 
 @pytest.mark.parametrize(
     "regressor",
-    [GradientBoostingRegressor(n_estimators=20, random_state=0), HistGradientBoostingRegressor(max_iter=20)],
+    [
+        GradientBoostingRegressor(n_estimators=20, random_state=0),
+        HistGradientBoostingRegressor(max_iter=20),
+    ],
     ids=lambda r: type(r).__name__,
 )
 def test_a_gradient_boosted_regressor_on_numbers_gets_one_float_matrix(tmp_path, regressor):
@@ -215,7 +224,9 @@ def test_histogram_boosting_with_an_encoded_categorical_column_exports(tmp_path)
 
 def test_a_linear_pipeline_keeps_double_precision(tmp_path):
     frame = _shop()[["size", "weight"]]
-    model = Pipeline([("scale", StandardScaler()), ("model", LinearRegression())]).fit(frame, _price(_shop()))
+    model = Pipeline([("scale", StandardScaler()), ("model", LinearRegression())]).fit(
+        frame, _price(_shop())
+    )
 
     exported = export_model(model, frame, tmp_path / "price.onnx", name="price")
 
@@ -236,7 +247,10 @@ def test_an_imputer_makes_the_graph_float(tmp_path):
 
     inputs, outputs = _signature(tmp_path / "bought.onnx")
     assert inputs == [("input", "tensor(float)", [None, 2])]
-    assert outputs == [("label", "tensor(string)", [None]), ("probabilities", "tensor(float)", [None, 2])]
+    assert outputs == [
+        ("label", "tensor(string)", [None]),
+        ("probabilities", "tensor(float)", [None, 2]),
+    ]
 
 
 def test_native_categorical_splits_are_refused_with_how_to_encode_instead(tmp_path):
@@ -244,7 +258,9 @@ def test_native_categorical_splits_are_refused_with_how_to_encode_instead(tmp_pa
     model = HistGradientBoostingClassifier(max_iter=10, categorical_features="from_dtype")
     model.fit(frame, _bought(frame))
 
-    with pytest.raises(UnsupportedEstimator, match=r"\['color'\].*OrdinalEncoder.*ColumnTransformer") as refused:
+    with pytest.raises(
+        UnsupportedEstimator, match=r"\['color'\].*OrdinalEncoder.*ColumnTransformer"
+    ) as refused:
         export_model(model, frame, tmp_path / "bought.onnx", name="bought")
 
     assert "categorical_features=None" in str(refused.value)
@@ -266,7 +282,10 @@ class MedianRegressor(RegressorMixin, BaseEstimator):
 @pytest.mark.parametrize(
     ("step", "expected"),
     [
-        (FunctionTransformer(np.log1p), r"step 'transform' \(FunctionTransformer\): skl2onnx cannot convert it"),
+        (
+            FunctionTransformer(np.log1p),
+            r"step 'transform' \(FunctionTransformer\): skl2onnx cannot convert it",
+        ),
         (MedianRegressor(), r"step 'model' \(MedianRegressor\): skl2onnx has no converter for it"),
     ],
     ids=["function-transformer", "own-estimator"],
@@ -290,17 +309,23 @@ def test_float32_timestamps_that_lose_the_signal_fail_the_parity_check(tmp_path)
     # feature the tree sees in onnxruntime is not the one scikit-learn computes in float64.
     seconds = 1_700_000_000.0 + np.arange(300.0)
     frame = pd.DataFrame({"timestamp": seconds})
-    model = Pipeline([("scale", StandardScaler()), ("model", DecisionTreeRegressor(random_state=0))])
+    model = Pipeline(
+        [("scale", StandardScaler()), ("model", DecisionTreeRegressor(random_state=0))]
+    )
     model.fit(frame, seconds - seconds[0])
 
-    with pytest.raises(ParityError, match=r"disagree on \d+ of 300 sample rows.*worst, row \d+ \{\"timestamp\"") as refused:
+    with pytest.raises(
+        ParityError, match=r"disagree on \d+ of 300 sample rows.*worst, row \d+ \{\"timestamp\""
+    ) as refused:
         export_model(model, frame, tmp_path / "late.onnx", name="late")
 
     assert "scikit-learn" in str(refused.value) and "onnxruntime" in str(refused.value)
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("name", ["Iris", "", "-iris", "iris/v2", "iris v2", "a" * 64, "iris\n", "../iris"])
+@pytest.mark.parametrize(
+    "name", ["Iris", "", "-iris", "iris/v2", "iris v2", "a" * 64, "iris\n", "../iris"]
+)
 def test_names_that_cannot_be_a_path_or_url_part_are_refused(tmp_path, name):
     frame = _shop()
 
@@ -311,7 +336,9 @@ def test_names_that_cannot_be_a_path_or_url_part_are_refused(tmp_path, name):
 
 
 @pytest.mark.parametrize("name", ["iris", "churn-v2.1", "a" * 63, "0_model"])
-def test_names_of_lower_case_letters_digits_dots_dashes_and_underscores_are_accepted(tmp_path, name):
+def test_names_of_lower_case_letters_digits_dots_dashes_and_underscores_are_accepted(
+    tmp_path, name
+):
     frame = _shop()
 
     export_model(_forest_pipeline(frame), frame, tmp_path / "x.onnx", name=name)
@@ -322,8 +349,13 @@ def test_names_of_lower_case_letters_digits_dots_dashes_and_underscores_are_acce
 def test_a_sample_without_the_fitted_columns_is_refused_naming_both(tmp_path):
     frame = _shop()
 
-    with pytest.raises(ExportError, match=r"expected the columns .*\['color', 'size', 'weight'\], got \['color', 'size'\]"):
-        export_model(_forest_pipeline(frame), frame[["color", "size"]], tmp_path / "x.onnx", name="shop")
+    with pytest.raises(
+        ExportError,
+        match=r"expected the columns .*\['color', 'size', 'weight'\], got \['color', 'size'\]",
+    ):
+        export_model(
+            _forest_pipeline(frame), frame[["color", "size"]], tmp_path / "x.onnx", name="shop"
+        )
 
 
 def test_a_numpy_sample_needs_its_feature_names(tmp_path):
@@ -343,7 +375,9 @@ def test_a_clusterer_is_refused(tmp_path):
     frame = _shop()[["size", "weight"]]
 
     with pytest.raises(UnsupportedEstimator, match="expected a fitted classifier or regressor"):
-        export_model(KMeans(n_clusters=2, n_init=1).fit(frame), frame, tmp_path / "x.onnx", name="k")
+        export_model(
+            KMeans(n_clusters=2, n_init=1).fit(frame), frame, tmp_path / "x.onnx", name="k"
+        )
 
 
 # The command line, with the estimator in the files users bring.
@@ -389,13 +423,22 @@ def test_cli_exports_a_skops_file_with_the_example_row(tmp_path, capsys):
     }  # fmt: skip
 
 
-def test_cli_keeps_codes_that_look_like_numbers_as_the_strings_the_encoder_learned(tmp_path, capsys):
+def test_cli_keeps_codes_that_look_like_numbers_as_the_strings_the_encoder_learned(
+    tmp_path, capsys
+):
     rng = np.random.default_rng(1)
-    frame = pd.DataFrame({"zip": rng.choice(["01234", "02000", "10001"], 60), "size": rng.normal(size=60)})
-    prepare = ColumnTransformer(
-        [("zip", OneHotEncoder(handle_unknown="ignore"), ["zip"]), ("size", "passthrough", ["size"])]
+    frame = pd.DataFrame(
+        {"zip": rng.choice(["01234", "02000", "10001"], 60), "size": rng.normal(size=60)}
     )
-    model = Pipeline([("prepare", prepare), ("model", RandomForestClassifier(n_estimators=5, random_state=0))])
+    prepare = ColumnTransformer(
+        [
+            ("zip", OneHotEncoder(handle_unknown="ignore"), ["zip"]),
+            ("size", "passthrough", ["size"]),
+        ]
+    )
+    model = Pipeline(
+        [("prepare", prepare), ("model", RandomForestClassifier(n_estimators=5, random_state=0))]
+    )
     joblib.dump(model.fit(frame, frame["zip"] == "01234"), tmp_path / "zip.joblib")
     out = tmp_path / "zip.onnx"
 
@@ -406,7 +449,11 @@ def test_cli_keeps_codes_that_look_like_numbers_as_the_strings_the_encoder_learn
 
     assert code == 0, capsys.readouterr().err
     props = _props(out)
-    assert json.loads(props["features"])[0] == {"name": "zip", "type": "string", "categories": ["01234", "02000", "10001"]}
+    assert json.loads(props["features"])[0] == {
+        "name": "zip",
+        "type": "string",
+        "categories": ["01234", "02000", "10001"],
+    }
     assert json.loads(props[EXAMPLE_KEY])["zip"] == frame["zip"][0]
     assert _signature(out)[0][0] == ("zip", "tensor(string)", [None, 1])
 
@@ -424,13 +471,18 @@ def test_cli_warns_when_the_estimator_was_fitted_with_another_scikit_learn(tmp_p
 
     printed = capsys.readouterr()
     assert code == 0, printed.err
-    assert f"warning: {tmp_path / 'shop.pkl'} holds a Pipeline fitted with scikit-learn {older}" in printed.err
+    assert (
+        f"warning: {tmp_path / 'shop.pkl'} holds a Pipeline fitted with scikit-learn {older}"
+        in printed.err
+    )
     assert f"loaded here with {sklearn.__version__}" in printed.err
 
 
 def test_cli_refuses_skops_types_outside_scikit_learn_unless_trusted(tmp_path, capsys):
     frame = _shop()[["size", "weight"]]
-    model = Pipeline([("scale", StandardScaler()), ("model", LinearRegression())]).fit(frame, _price(_shop()))
+    model = Pipeline([("scale", StandardScaler()), ("model", LinearRegression())]).fit(
+        frame, _price(_shop())
+    )
     model.named_steps["scale"].note_ = fractions.Fraction(1, 2)  # a type skops does not trust
     skops.io.dump(model, tmp_path / "price.skops")
     out = tmp_path / "price.onnx"
@@ -450,14 +502,36 @@ def test_cli_refuses_skops_types_outside_scikit_learn_unless_trusted(tmp_path, c
 
 
 def test_cli_refuses_a_bad_name_before_reading_anything(tmp_path, capsys):
-    code = main(["--estimator", str(tmp_path / "absent.joblib"), "--sample", "x.csv", "--out", "x.onnx", "--name", "My Model"])
+    code = main(
+        [
+            "--estimator",
+            str(tmp_path / "absent.joblib"),
+            "--sample",
+            "x.csv",
+            "--out",
+            "x.onnx",
+            "--name",
+            "My Model",
+        ]
+    )
 
     assert code == 1
     assert "error: name: expected 1 to 63 characters" in capsys.readouterr().err
 
 
 def test_cli_refuses_a_missing_estimator_file(tmp_path, capsys):
-    code = main(["--estimator", str(tmp_path / "absent.joblib"), "--sample", "x.csv", "--out", "x.onnx", "--name", "x"])
+    code = main(
+        [
+            "--estimator",
+            str(tmp_path / "absent.joblib"),
+            "--sample",
+            "x.csv",
+            "--out",
+            "x.onnx",
+            "--name",
+            "x",
+        ]
+    )
 
     assert code == 1
     assert "absent.joblib': no such file" in capsys.readouterr().err
@@ -466,7 +540,18 @@ def test_cli_refuses_a_missing_estimator_file(tmp_path, capsys):
 def test_cli_refuses_a_file_that_is_not_an_estimator_file(tmp_path, capsys):
     (tmp_path / "notes.joblib").write_text("hello")
 
-    code = main(["--estimator", str(tmp_path / "notes.joblib"), "--sample", "x.csv", "--out", "x.onnx", "--name", "x"])
+    code = main(
+        [
+            "--estimator",
+            str(tmp_path / "notes.joblib"),
+            "--sample",
+            "x.csv",
+            "--out",
+            "x.onnx",
+            "--name",
+            "x",
+        ]
+    )
 
     assert code == 1
     assert "expected a joblib or pickle file" in capsys.readouterr().err
@@ -501,7 +586,9 @@ def test_rows_scikit_learn_itself_refuses_are_an_export_error(tmp_path):
     model = LinearRegression().fit(frame, _price(_shop()))
     frame.loc[2, "size"] = np.nan
 
-    with pytest.raises(ExportError, match=r"sample: scikit-learn cannot predict its rows \(ValueError: .*NaN"):
+    with pytest.raises(
+        ExportError, match=r"sample: scikit-learn cannot predict its rows \(ValueError: .*NaN"
+    ):
         export_model(model, frame, tmp_path / "x.onnx", name="price")
 
     assert list(tmp_path.iterdir()) == []
@@ -540,9 +627,14 @@ def test_cli_says_when_the_output_cannot_be_written(tmp_path, capsys):
 def test_inputs_keep_feature_names_that_are_not_identifiers(tmp_path):
     frame = _shop().rename(columns={"size": "size (cm)", "color": "colour/kind"})
     prepare = ColumnTransformer(
-        [("categorical", OneHotEncoder(), ["colour/kind"]), ("numeric", StandardScaler(), ["size (cm)", "weight"])]
+        [
+            ("categorical", OneHotEncoder(), ["colour/kind"]),
+            ("numeric", StandardScaler(), ["size (cm)", "weight"]),
+        ]
     )
-    model = Pipeline([("prepare", prepare), ("model", RandomForestClassifier(n_estimators=5, random_state=0))])
+    model = Pipeline(
+        [("prepare", prepare), ("model", RandomForestClassifier(n_estimators=5, random_state=0))]
+    )
     model.fit(frame, _bought(_shop()))
 
     export_model(model, frame, tmp_path / "shop.onnx", name="shop")
@@ -554,11 +646,17 @@ def test_inputs_keep_feature_names_that_are_not_identifiers(tmp_path):
 
 def test_a_feature_named_like_an_output_is_refused(tmp_path):
     frame = _shop().rename(columns={"size": "probabilities"})
-    prepare = ColumnTransformer([("categorical", OneHotEncoder(), ["color"])], remainder="passthrough")
-    model = Pipeline([("prepare", prepare), ("model", RandomForestClassifier(n_estimators=5, random_state=0))])
+    prepare = ColumnTransformer(
+        [("categorical", OneHotEncoder(), ["color"])], remainder="passthrough"
+    )
+    model = Pipeline(
+        [("prepare", prepare), ("model", RandomForestClassifier(n_estimators=5, random_state=0))]
+    )
     model.fit(frame, _bought(_shop()))
 
-    with pytest.raises(ExportError, match="feature 'probabilities': the graph already has a tensor of that name"):
+    with pytest.raises(
+        ExportError, match="feature 'probabilities': the graph already has a tensor of that name"
+    ):
         export_model(model, frame, tmp_path / "shop.onnx", name="shop")
 
     assert list(tmp_path.iterdir()) == []
@@ -567,7 +665,12 @@ def test_a_feature_named_like_an_output_is_refused(tmp_path):
 def test_numeric_columns_selected_by_name_get_one_input_each(tmp_path):
     frame = _shop()[["size", "weight"]]
     prepare = ColumnTransformer([("scaled", StandardScaler(), ["weight"])], remainder="passthrough")
-    model = Pipeline([("prepare", prepare), ("model", GradientBoostingRegressor(n_estimators=10, random_state=0))])
+    model = Pipeline(
+        [
+            ("prepare", prepare),
+            ("model", GradientBoostingRegressor(n_estimators=10, random_state=0)),
+        ]
+    )
     model.fit(frame, _price(_shop()))
 
     export_model(model, frame, tmp_path / "price.onnx", name="price")

@@ -10,10 +10,17 @@ import onnx
 import onnxruntime
 import pytest
 import sklearn
-from sklearn.linear_model import LogisticRegression
 from skl2onnx import to_onnx
+from sklearn.linear_model import LogisticRegression
 
-from function.model import CLASSES_KEY, FEATURES_KEY, SCORES_KEY, SKLEARN_VERSION_KEY, VERSION_KEY, load_model
+from function.model import (
+    CLASSES_KEY,
+    FEATURES_KEY,
+    SCORES_KEY,
+    SKLEARN_VERSION_KEY,
+    VERSION_KEY,
+    load_model,
+)
 from tests.helpers import ROOT, SEED_REQUEST, SEED_SETOSA_PROBABILITY
 from training.train import CLASS_NAMES, FEATURE_NAMES, ParityError, Trained, export, write_model
 
@@ -61,7 +68,9 @@ def test_export_carries_its_metadata(trained, model_bytes):
     assert props[FEATURES_KEY] == '["sepal_length", "sepal_width", "petal_length", "petal_width"]'
     assert props[CLASSES_KEY] == '["setosa", "versicolor", "virginica"]'
     assert json.loads(props["classes"]) == list(CLASS_NAMES)
-    assert json.loads(props["features"]) == [{"name": name, "type": "number"} for name in FEATURE_NAMES]
+    assert json.loads(props["features"]) == [
+        {"name": name, "type": "number"} for name in FEATURE_NAMES
+    ]
     assert props["model_name"] == "iris"
     assert props["task"] == "classification"
     assert json.loads(props[SCORES_KEY]) == trained.scores
@@ -73,7 +82,9 @@ def test_export_carries_its_metadata(trained, model_bytes):
 def test_iris_keeps_one_double_matrix_input_the_service_reads(model_file):
     session = onnxruntime.InferenceSession(str(model_file), providers=["CPUExecutionProvider"])
 
-    assert [(i.name, i.type, i.shape) for i in session.get_inputs()] == [("input", "tensor(double)", [None, 4])]
+    assert [(i.name, i.type, i.shape) for i in session.get_inputs()] == [
+        ("input", "tensor(double)", [None, 4])
+    ]
     assert [(o.name, o.type, o.shape) for o in session.get_outputs()] == [
         ("label", "tensor(int64)", [None]),
         ("probabilities", "tensor(double)", [None, 3]),
@@ -101,7 +112,9 @@ def _export_the_old_way(trained: Trained) -> bytes:
 
 def test_the_exporter_answers_byte_for_byte_as_the_old_iris_export(trained, model_bytes):
     rows = trained.features.astype(np.float64)
-    old = onnxruntime.InferenceSession(_export_the_old_way(trained), providers=["CPUExecutionProvider"])
+    old = onnxruntime.InferenceSession(
+        _export_the_old_way(trained), providers=["CPUExecutionProvider"]
+    )
     new = onnxruntime.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
 
     old_labels, old_probabilities = old.run(None, {old.get_inputs()[0].name: rows})
@@ -115,7 +128,9 @@ def test_the_exporter_answers_byte_for_byte_as_the_old_iris_export(trained, mode
 def test_version_follows_the_content(trained, model_bytes):
     again = export(trained)
     other = Trained(
-        model=LogisticRegression(random_state=42, C=0.5).fit(trained.features, np.arange(150) // 50),
+        model=LogisticRegression(random_state=42, C=0.5).fit(
+            trained.features, np.arange(150) // 50
+        ),
         scores=trained.scores,
         features=trained.features,
     )
@@ -149,6 +164,10 @@ def test_make_train_prints_the_seed_scores_and_writes_the_model(tmp_path):
 
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert [line.split(":")[0] for line in lines[:3]] == ["Train score", "Valid score", "Test score"]
+    assert [line.split(":")[0] for line in lines[:3]] == [
+        "Train score",
+        "Valid score",
+        "Test score",
+    ]
     assert f"wrote {output}" in lines[3]
     assert load_model(str(output), timeout=5).classes == CLASS_NAMES

@@ -24,18 +24,24 @@ import onnx
 import onnxruntime
 import pandas as pd
 import sklearn
-from sklearn.base import is_classifier, is_regressor
-from sklearn.compose import ColumnTransformer
-from sklearn.exceptions import InconsistentVersionWarning
-from sklearn.impute import SimpleImputer
-from sklearn.pipeline import FeatureUnion, Pipeline
-from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, OneHotEncoder, OrdinalEncoder, StandardScaler
 from skl2onnx import convert_sklearn
 
 # The registry of converters by class (update_registered_converter adds to it); the public
 # supported_converters() lists aliases such as SklearnLinearClassifier, not the classes.
 from skl2onnx._supported_operators import sklearn_operator_name_map
 from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType, StringTensorType
+from sklearn.base import is_classifier, is_regressor
+from sklearn.compose import ColumnTransformer
+from sklearn.exceptions import InconsistentVersionWarning
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import FeatureUnion, Pipeline
+from sklearn.preprocessing import (
+    MaxAbsScaler,
+    MinMaxScaler,
+    OneHotEncoder,
+    OrdinalEncoder,
+    StandardScaler,
+)
 
 # The keys the service reads. The first five predate this module and are shared with it.
 from function.model import CLASSES_KEY, FEATURES_KEY, SCORES_KEY, SKLEARN_VERSION_KEY, VERSION_KEY
@@ -111,8 +117,8 @@ class Exported:
 def check_name(name: str) -> str:
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         raise ExportError(
-            f"name: expected 1 to 63 characters of a-z, 0-9, '.', '_' or '-', starting with a letter "
-            f"or digit (it becomes part of a storage path and a URL), got {name!r}"
+            f"name: expected 1 to 63 characters of a-z, 0-9, '.', '_' or '-', starting with a "
+            f"letter or digit (it becomes part of a storage path and a URL), got {name!r}"
         )
     return name
 
@@ -129,7 +135,9 @@ def sample_frame(sample: Any, feature_names: Sequence[str] | None = None) -> pd.
     else:
         array = np.asarray(sample)
         if array.ndim != 2:
-            raise ExportError(f"sample: expected a table of rows, got an array of shape {list(array.shape)}")
+            raise ExportError(
+                f"sample: expected a table of rows, got an array of shape {list(array.shape)}"
+            )
         if feature_names is None:
             raise ExportError(
                 f"feature_names: a NumPy sample needs its {array.shape[1]} column names, got none"
@@ -142,7 +150,9 @@ def sample_frame(sample: Any, feature_names: Sequence[str] | None = None) -> pd.
         frame = pd.DataFrame(array, columns=list(feature_names))
     frame.columns = [str(c) for c in frame.columns]
     if frame.empty:
-        raise ExportError(f"sample: expected at least one row and one column, got shape {list(frame.shape)}")
+        raise ExportError(
+            f"sample: expected at least one row and one column, got shape {list(frame.shape)}"
+        )
     duplicated = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
     if duplicated:
         raise ExportError(f"sample: expected distinct column names, got duplicates {duplicated}")
@@ -177,7 +187,9 @@ def read_csv_sample(path: Path, estimator: Any) -> pd.DataFrame:
     try:
         text = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (OSError, ValueError) as error:
-        raise ExportError(f"sample {path}: expected a CSV file with a header row ({_first_line(error)})") from error
+        raise ExportError(
+            f"sample {path}: expected a CSV file with a header row ({_first_line(error)})"
+        ) from error
     names = [str(c) for c in text.columns]
     string_columns = {
         name for name, categories in _known_categories(estimator, names).items()
@@ -199,7 +211,9 @@ def load_estimator(path: Path, trusted: Sequence[str] = ()) -> tuple[Any, list[s
     skops loads only the types it trusts: scikit-learn's own and those named in `trusted`.
     """
     if not path.is_file():
-        raise ExportError(f"estimator: expected a joblib, pickle or skops file, got {str(path)!r}: no such file")
+        raise ExportError(
+            f"estimator: expected a joblib, pickle or skops file, got {str(path)!r}: no such file"
+        )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", InconsistentVersionWarning)
         if path.suffix == ".skops":
@@ -220,9 +234,10 @@ def load_estimator(path: Path, trusted: Sequence[str] = ()) -> tuple[Any, list[s
             message = warning.message
             notes.append(
                 f"{path} holds a {message.estimator_name} fitted with scikit-learn "
-                f"{message.original_sklearn_version}, loaded here with {message.current_sklearn_version}: "
-                f"the parity check compares against {message.current_sklearn_version}; refit or "
-                f"install scikit-learn=={message.original_sklearn_version} to export what was fitted"
+                f"{message.original_sklearn_version}, loaded here with "
+                f"{message.current_sklearn_version}: the parity check compares against "
+                f"{message.current_sklearn_version}; refit, or install "
+                f"scikit-learn=={message.original_sklearn_version} to export what was fitted"
             )
     return estimator, sorted(set(notes))
 
@@ -259,7 +274,8 @@ def describe_features(estimator: Any, frame: pd.DataFrame) -> tuple[Feature, ...
     fitted_width = getattr(estimator, "n_features_in_", None)
     if fitted_width is not None and fitted_width != len(names):
         raise ExportError(
-            f"sample: expected {fitted_width} columns, as the estimator was fitted on, got {len(names)}: {names}"
+            f"sample: expected {fitted_width} columns, as the estimator was fitted on, "
+            f"got {len(names)}: {names}"
         )
     known = _known_categories(estimator, names)
     features = []
@@ -282,7 +298,10 @@ def _known_categories(estimator: Any, columns: Sequence[str]) -> dict[str, list]
             if isinstance(step, (*_ENCODERS, ColumnTransformer, Pipeline)):
                 return _known_categories(step, columns)
             # An imputer keeps each column in place: the encoder after it still sees the inputs.
-            if not (isinstance(step, SimpleImputer) and not step.add_indicator) and step != "passthrough":
+            if (
+                not (isinstance(step, SimpleImputer) and not step.add_indicator)
+                and step != "passthrough"
+            ):
                 return {}
         return {}
     if isinstance(estimator, ColumnTransformer) and hasattr(estimator, "transformers_"):
@@ -329,14 +348,23 @@ def _refuse_what_converts_wrongly(estimator: Any) -> None:
                 f"nothing written"
             )
         categorical = getattr(step, "is_categorical_", None)
-        if type(step).__name__.startswith("HistGradientBoosting") and categorical is not None and categorical.any():
+        if (
+            type(step).__name__.startswith("HistGradientBoosting")
+            and categorical is not None
+            and categorical.any()
+        ):
             names = getattr(step, "feature_names_in_", None)
-            which = list(np.asarray(names)[categorical]) if names is not None else np.flatnonzero(categorical).tolist()
+            which = (
+                list(np.asarray(names)[categorical])
+                if names is not None
+                else np.flatnonzero(categorical).tolist()
+            )
             raise UnsupportedEstimator(
                 f"step {path!r} ({type(step).__name__}) splits natively on categorical features "
                 f"{which}: skl2onnx converts such splits into a graph that answers wrongly. Encode "
                 f"those columns instead, with an OrdinalEncoder (or OneHotEncoder) in a "
-                f"ColumnTransformer before it, and fit it with categorical_features=None; nothing written"
+                f"ColumnTransformer before it, and fit it with categorical_features=None; "
+                f"nothing written"
             )
 
 
@@ -374,7 +402,9 @@ def _task(estimator: Any) -> str:
     )
 
 
-def _graph_inputs(features: Sequence[Feature], element: type, per_feature: bool) -> list[tuple[str, Any]]:
+def _graph_inputs(
+    features: Sequence[Feature], element: type, per_feature: bool
+) -> list[tuple[str, Any]]:
     tensor = DoubleTensorType if element is np.float64 else FloatTensorType
     if not per_feature:
         return [(SINGLE_INPUT, tensor([None, len(features)]))]
@@ -397,14 +427,17 @@ def _convert(estimator: Any, features: Sequence[Feature], task: str, name: str) 
             initial_types=_graph_inputs(features, element, per_feature),
             final_types=final_types,
             options=options,
-            name=name,  # skl2onnx names the graph with a random UUID otherwise: the version would vary
+            # skl2onnx names the graph with a random UUID otherwise: the version would vary.
+            name=name,
         )
     except Exception as error:
         raise UnsupportedEstimator(
             f"{_failing_step(estimator, error)}: skl2onnx cannot convert it "
             f"({type(error).__name__}: {_first_line(error)}); nothing written"
         ) from error
-    expected = [LABEL_OUTPUT, PROBABILITIES_OUTPUT] if task == CLASSIFICATION else [PREDICTION_OUTPUT]
+    expected = (
+        [LABEL_OUTPUT, PROBABILITIES_OUTPUT] if task == CLASSIFICATION else [PREDICTION_OUTPUT]
+    )
     produced = [output.name for output in proto.graph.output]
     if produced != expected:
         raise UnsupportedEstimator(
@@ -420,7 +453,9 @@ def _name_inputs_as_features(proto: onnx.ModelProto, features: Sequence[Feature]
     """skl2onnx turns `petal length (cm)` into `petal_length__cm_`: requests use the real names."""
     graph = proto.graph
     taken = {name for node in graph.node for name in node.output}
-    taken |= {tensor.name for tensor in graph.initializer} | {output.name for output in graph.output}
+    taken |= {tensor.name for tensor in graph.initializer} | {
+        output.name for output in graph.output
+    }
     for graph_input, feature in zip(graph.input, features, strict=True):
         if graph_input.name == feature.name:
             continue
@@ -451,7 +486,8 @@ def _classes(estimator: Any, class_names: Sequence[str] | None) -> list[str]:
     names = [str(c) for c in class_names]
     if len(names) != len(fitted) or len(set(names)) != len(names):
         raise ExportError(
-            f"class_names: expected {len(fitted)} distinct names, one for each class {fitted}, got {names}"
+            f"class_names: expected {len(fitted)} distinct names, one for each class {fitted}, "
+            f"got {names}"
         )
     return names
 
@@ -501,7 +537,11 @@ def _example(frame: pd.DataFrame, features: Sequence[Feature]) -> dict[str, Any]
 def _check_scores(scores: Mapping[str, float]) -> dict[str, float]:
     checked = {}
     for key, value in scores.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+        ):
             raise ExportError(f"scores[{key!r}]: expected a finite number, got {value!r}")
         checked[str(key)] = float(value)
     return checked
@@ -595,9 +635,12 @@ def check_parity(data: bytes, estimator: Any, frame: pd.DataFrame) -> Parity:
         return _regressor_parity(estimator, reference, frame, onnx_answers[0])
     except ExportError:
         raise
-    except Exception as error:  # the estimator's own complaint about the rows, e.g. NaN without an imputer
+    except (
+        Exception
+    ) as error:  # the estimator's own complaint about the rows, e.g. NaN without an imputer
         raise ExportError(
-            f"sample: scikit-learn cannot predict its rows ({type(error).__name__}: {_first_line(error)}); "
+            f"sample: scikit-learn cannot predict its rows "
+            f"({type(error).__name__}: {_first_line(error)}); "
             f"nothing written"
         ) from error
 
@@ -621,7 +664,9 @@ def _feeds(session: Any, frame: pd.DataFrame) -> dict[str, Any]:
         if graph_input.type == "tensor(string)":
             feeds[graph_input.name] = column.to_numpy(dtype=object).reshape(-1, 1)
         else:
-            feeds[graph_input.name] = column.to_numpy(dtype=_ELEMENT_TYPES[graph_input.type]).reshape(-1, 1)
+            feeds[graph_input.name] = column.to_numpy(
+                dtype=_ELEMENT_TYPES[graph_input.type]
+            ).reshape(-1, 1)
     return feeds
 
 
@@ -640,7 +685,9 @@ def _classifier_parity(
     expected_labels = [str(label) for label in estimator.predict(reference)]
     labels = [_label(label, classes) for label in onnx_labels]
     gaps = np.abs(np.asarray(onnx_probabilities, dtype=np.float64) - expected).max(axis=1)
-    top_two = np.sort(expected, axis=1)[:, -2:] if expected.shape[1] > 1 else np.zeros((len(expected), 2))
+    top_two = (
+        np.sort(expected, axis=1)[:, -2:] if expected.shape[1] > 1 else np.zeros((len(expected), 2))
+    )
     tied = (top_two[:, 1] - top_two[:, 0]) <= PROBABILITY_TOLERANCE
     wrong_label = np.array([a != b for a, b in zip(labels, expected_labels, strict=True)]) & ~tied
     bad = wrong_label | (gaps > PROBABILITY_TOLERANCE)
@@ -664,7 +711,9 @@ def _label(label: Any, classes: Sequence[str]) -> str:
     return classes[int(label)]
 
 
-def _regressor_parity(estimator: Any, reference: Any, frame: pd.DataFrame, onnx_predictions: Any) -> Parity:
+def _regressor_parity(
+    estimator: Any, reference: Any, frame: pd.DataFrame, onnx_predictions: Any
+) -> Parity:
     expected = np.asarray(estimator.predict(reference), dtype=np.float64)
     if expected.ndim != 1:
         raise UnsupportedEstimator(
@@ -673,10 +722,11 @@ def _regressor_parity(estimator: Any, reference: Any, frame: pd.DataFrame, onnx_
         )
     served = np.asarray(onnx_predictions, dtype=np.float64).reshape(-1)
     relative = np.abs(served - expected) / np.maximum(1.0, np.abs(expected))
-    if not (relative <= RELATIVE_TOLERANCE).all():
+    bad = ~(relative <= RELATIVE_TOLERANCE)  # NaN counts as a disagreement
+    if bad.any():
         worst = int(np.nan_to_num(relative, nan=np.inf).argmax())
         raise ParityError(
-            f"onnxruntime and scikit-learn disagree on {int((~(relative <= RELATIVE_TOLERANCE)).sum())} "
+            f"onnxruntime and scikit-learn disagree on {int(bad.sum())} "
             f"of {len(frame)} sample rows (expected predictions within {RELATIVE_TOLERANCE:g} x "
             f"max(1, |prediction|)); worst, row {worst} {_row(frame, worst)}: scikit-learn "
             f"{expected[worst]!r}, onnxruntime {served[worst]!r}; nothing written"
@@ -686,20 +736,32 @@ def _regressor_parity(estimator: Any, reference: Any, frame: pd.DataFrame, onnx_
 
 def _row(frame: pd.DataFrame, index: int) -> str:
     row = frame.iloc[index]
-    return json.dumps({name: (row[name] if isinstance(row[name], str) else float(row[name])) for name in frame.columns})
+    return json.dumps(
+        {
+            name: (row[name] if isinstance(row[name], str) else float(row[name]))
+            for name in frame.columns
+        }
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--estimator", type=Path, required=True, help="joblib/pickle file, or a .skops file")
-    parser.add_argument("--sample", type=Path, required=True, help="CSV with a header row: the features")
+    parser.add_argument(
+        "--estimator", type=Path, required=True, help="joblib/pickle file, or a .skops file"
+    )
+    parser.add_argument(
+        "--sample", type=Path, required=True, help="CSV with a header row: the features"
+    )
     parser.add_argument("--out", type=Path, required=True, help="the ONNX file to write")
     parser.add_argument("--name", required=True, help="the model's name, e.g. churn")
     parser.add_argument(
         "--example-row", action="store_true",
-        help="store the sample's first row in the file as the documented example (it may be real data)",
+        help="store the sample's first row in the file as the documented example "
+        "(it may be real data)",
     )  # fmt: skip
-    parser.add_argument("--trust", action="append", default=[], help="a type skops may load (repeatable)")
+    parser.add_argument(
+        "--trust", action="append", default=[], help="a type skops may load (repeatable)"
+    )
     args = parser.parse_args(argv)
 
     try:
@@ -708,7 +770,9 @@ def main(argv: list[str] | None = None) -> int:
         for note in notes:
             print(f"warning: {note}", file=sys.stderr)
         frame = read_csv_sample(args.sample, estimator)
-        exported = export_model(estimator, frame, args.out, name=args.name, example_row=args.example_row)
+        exported = export_model(
+            estimator, frame, args.out, name=args.name, example_row=args.example_row
+        )
     except ExportError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -717,7 +781,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     kinds = ", ".join(f"{f.name} ({f.type})" for f in exported.features)
     print(
-        f"wrote {args.out} ({len(exported.data)} bytes, {exported.task}, version {exported.version}); "
+        f"wrote {args.out} ({len(exported.data)} bytes, {exported.task}, "
+        f"version {exported.version}); "
         f"features: {kinds}; onnxruntime matches scikit-learn within {exported.parity.gap:.1e} "
         f"on {exported.parity.rows} rows"
     )

@@ -15,11 +15,11 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 
-from function.settings import DEFAULT_MODEL_URI
 from function.model import VERSION_KEY
+from function.settings import DEFAULT_MODEL_URI
 from training.export import (
-    ExportError,
     Exported,
+    ExportError,
     ParityError,
     build,
     check_parity,
@@ -85,7 +85,10 @@ class Written:
 
 
 def write_model(output: Path, data: bytes, trained: Trained) -> Written:
-    """Writes `data` to `output` only if it answers as `trained.model` on every iris row (ParityError)."""
+    """Writes `data` to `output` only if it answers as `trained.model` on every iris row.
+
+    ParityError otherwise, and nothing is written.
+    """
     parity = check_parity(data, trained.model, sample_frame(trained.features, FEATURE_NAMES))
     write_file(output, data)
     props = {p.key: p.value for p in onnx.load_from_string(data).metadata_props}
