@@ -118,7 +118,7 @@ deploy destroy: settings-$(SERVING_STACK) $(VENV)/.infra-deps node_modules/.inst
 	STACK=$(SERVING_STACK) $(CDKTF) $@ $(SERVING_STACK)
 
 check-ip: $(VENV)/.infra-deps node_modules/.installed
-	$(BIN)/python cdktf/ops.py check-ip $(IP)
+	STACK=$(SERVING_STACK) $(BIN)/python cdktf/ops.py check-ip $(IP)
 
 endpoint verify: $(VENV)/.infra-deps
 	$(BIN)/python cdktf/ops.py $@
