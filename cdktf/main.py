@@ -17,7 +17,9 @@ EXIT_BAD_SETTINGS = 2
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--check", metavar="NAME", help=f"{', '.join(SETTINGS)} or {ALL}")
     args = parser.parse_args(argv)
     name = args.check if args.check is not None else os.environ.get("STACK", "")

@@ -1,6 +1,5 @@
 """Bad settings stop the real make targets in one line, before cdktf or anything slow starts."""
 
-import json
 import os
 import subprocess
 import sys
@@ -12,7 +11,6 @@ from secure_endpoint.settings import STACK_NAME
 from tests.helpers import ROOT
 from tests.infra import BASE_ENV
 
-CDKTF = ROOT / "node_modules" / ".bin" / "cdktf"
 # Everything the targets read, cleared so the machine's own settings cannot leak in; and make's
 # own, so that a make started by `make test` does not behave as a sub-make.
 CLEARED = (
@@ -97,21 +95,3 @@ def test_the_settings_check_is_silent_when_all_is_well():
 
     assert (checked.returncode, checked.stdout, checked.stderr) == (0, "", "")
     assert (upload.returncode, upload.stdout, upload.stderr) == (0, "", "")
-
-
-def test_cdktf_synth_of_the_bootstrap_alone_needs_no_serving_settings(tmp_path):
-    assert CDKTF.exists(), "`make test` installs cdktf-cli from package-lock.json"
-    env = {
-        **BOOTSTRAP_ONLY,
-        "STACK": BOOTSTRAP_STACK,
-        "PATH": f"{CDKTF.parent}{os.pathsep}{os.environ['PATH']}",
-        "CHECKPOINT_DISABLE": "1",
-        "HOME": str(tmp_path),  # cdktf-cli keeps its config in ~/.cdktf
-    }
-
-    result = run([str(CDKTF), "synth", "--output", str(tmp_path / "out")], env)
-
-    assert result.returncode == 0, result.stdout + result.stderr
-    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
-    assert set(manifest["stacks"]) == {BOOTSTRAP_STACK}
-    assert not (tmp_path / "out" / "stacks" / STACK_NAME).exists()

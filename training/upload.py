@@ -26,7 +26,8 @@ def check_uri(uri: str) -> None:
             "`make bootstrap` prints the model bucket's name"
         )
     parts = bucket.split(".")
-    if not 3 <= len(bucket) <= (222 if len(parts) > 1 else 63) or not all(map(_BUCKET_PART.match, parts)):
+    longest = 222 if len(parts) > 1 else 63
+    if not 3 <= len(bucket) <= longest or not all(map(_BUCKET_PART.match, parts)):
         raise ValueError(
             f"expected a bucket name of 3 to 63 lowercase letters, digits, -, _ or ., "
             f"got {bucket!r} in {uri!r}"

@@ -111,8 +111,8 @@ class Bootstrap(Construct):
             ),
         )
 
-        self.model_bucket = _kept_bucket(self, "model-bucket", settings.model_bucket, settings, storage)
-        self.state_bucket = _kept_bucket(self, "state-bucket", settings.state_bucket, settings, storage)
+        self.model_bucket = _kept_bucket(self, "model-bucket", settings.model_bucket, settings)
+        self.state_bucket = _kept_bucket(self, "state-bucket", settings.state_bucket, settings)
         self.build_source_bucket = StorageBucket(
             self,
             "build-source-bucket",
@@ -164,7 +164,10 @@ class Bootstrap(Construct):
             project=settings.project_id,
             role=BUILD_ROLES["project"],
             member=self.build_account.member,
-            depends_on=[self.apis["cloudresourcemanager.googleapis.com"], self.apis["logging.googleapis.com"]],
+            depends_on=[
+                self.apis["cloudresourcemanager.googleapis.com"],
+                self.apis["logging.googleapis.com"],
+            ],
         )
         StorageBucketIamMember(
             self,
@@ -176,10 +179,8 @@ class Bootstrap(Construct):
         )
 
 
-def _kept_bucket(
-    scope: Construct, id: str, name: str, settings: BootstrapSettings, depends_on: list
-) -> StorageBucket:
-    """A bucket whose objects outlive any deploy: versioned, private, and never destroyed by Terraform."""
+def _kept_bucket(scope: Bootstrap, id: str, name: str, settings: BootstrapSettings) -> StorageBucket:
+    """A bucket whose objects outlive any deploy: versioned, private, never destroyed by Terraform."""
     return StorageBucket(
         scope,
         id,
@@ -189,7 +190,7 @@ def _kept_bucket(
         public_access_prevention="enforced",
         versioning=StorageBucketVersioning(enabled=True),
         lifecycle=TerraformResourceLifecycle(prevent_destroy=True),
-        depends_on=depends_on,
+        depends_on=[scope.apis["storage.googleapis.com"]],
     )
 
 

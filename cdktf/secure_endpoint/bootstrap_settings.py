@@ -47,13 +47,18 @@ class BootstrapSettings:
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "BootstrapSettings":
         project_id = _checked(environ, "PROJECT_ID", _PROJECT, "a Google Cloud project id")
         if project_id is None:
-            raise SettingsError("PROJECT_ID: required; expected a Google Cloud project id, got nothing")
+            raise SettingsError(
+                "PROJECT_ID: required; expected a Google Cloud project id, got nothing"
+            )
         if ":" in project_id:
             raise SettingsError(
                 f"PROJECT_ID: the bootstrap names its buckets after the project, and a bucket name "
                 f"cannot hold the domain of {project_id!r}; expected a project id without a domain"
             )
-        region = _optional(environ, "REGION", _REGION, "a region such as asia-northeast1") or DEFAULT_REGION
+        region = (
+            _optional(environ, "REGION", _REGION, "a region such as asia-northeast1")
+            or DEFAULT_REGION
+        )
         return cls(
             project_id=project_id,
             region=region,
@@ -92,6 +97,7 @@ def _new_bucket(environ: Mapping[str, str], name: str) -> str | None:
 
 def _checked(environ: Mapping[str, str], name: str, pattern: re.Pattern, what: str) -> str | None:
     """The stripped value, placeholders refused before the pattern's own, vaguer, message."""
-    if _PLACEHOLDER.match(environ.get(name, "").strip()):
-        raise SettingsError(f"{name}: expected your own value, got the placeholder {environ[name].strip()!r}")
+    value = environ.get(name, "").strip()
+    if _PLACEHOLDER.match(value):
+        raise SettingsError(f"{name}: expected your own value, got the placeholder {value!r}")
     return _optional(environ, name, pattern, what)
