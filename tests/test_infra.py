@@ -10,6 +10,7 @@ from secure_endpoint.plan import ALLOW_PRIORITY_START, DEFAULT_RULE_PRIORITY, WA
 from secure_endpoint.settings import EndpointSettings
 from tests.infra import BASE_ENV
 from secure_endpoint.serving import CONTAINER_PORT, HEALTH_PATH, INGRESS, MODEL_READER_ROLE, READY_PATH
+from secure_endpoint.settings import SettingsError
 from tests.infra import is_reference
 from tests.test_allowlist import ranges
 
@@ -30,7 +31,8 @@ def plain(synth):
 
 @pytest.fixture(scope="module")
 def https(synth):
-    return synth(DOMAIN="api.example.com")
+    """HTTPS and IPv6 together: one synth covers both, `plain` covers neither."""
+    return synth(DOMAIN="api.example.com", IPV6="true")
 
 
 def container(stack):
@@ -57,6 +59,27 @@ def test_cloud_run_admits_only_the_load_balancer(plain):
     assert service["invoker_iam_disabled"] is True
     assert service["deletion_protection"] is False
     assert not plain.resources("google_cloud_run_service_iam_policy")
+
+
+def test_cloud_runs_own_url_is_closed_through_the_google_beta_provider(plain):
+    service = plain.one(RUN)
+
+    assert service["default_uri_disabled"] is True
+    # The GA provider 6.50 has no such argument: the resource must be planned by google-beta.
+    assert service["provider"] == "google-beta"
+    assert service["launch_stage"] == "BETA"
+    assert service["lifecycle"]["ignore_changes"] == ["launch_stage"]
+    others = [r for kind, group in plain.json["resource"].items() if kind != RUN for r in group.values()]
+    assert others and not [r for r in others if "provider" in r]
+
+
+def test_google_beta_is_pinned_and_configured_like_google(plain):
+    required = plain.json["terraform"]["required_providers"]
+    providers = plain.json["provider"]
+
+    assert required["google-beta"] == {"source": "hashicorp/google-beta", "version": required["google"]["version"]}
+    assert required["google"]["version"] == "6.50.0"
+    assert providers["google-beta"] == providers["google"] == [{"project": "p", "region": "asia-northeast1"}]
 
 
 def test_cloud_run_runs_the_image_with_the_model_uri(plain, synth):
@@ -172,7 +195,7 @@ def test_rate_limit_throttles_the_allowed_ranges(synth):
 def test_allowlist_is_split_into_rules_of_at_most_ten(synth, count):
     given = ranges(count, ipv6_every=3)
 
-    rules = synth(ALLOWED_IP_RANGES=", ".join(given)).policy_rules()
+    rules = synth(ALLOWED_IP_RANGES=", ".join(given), IPV6="true").policy_rules()
 
     allow = [r for r in rules if r["action"] == "allow"]
     assert len(allow) == -(-count // MAX_RANGES_PER_RULE)
@@ -186,7 +209,8 @@ def test_allowlist_is_split_into_rules_of_at_most_ten(synth, count):
 def test_https_adds_a_certificate_a_443_rule_on_the_same_address_and_redirects_80(https):
     certificate = https.one("google_compute_managed_ssl_certificate")
     proxy = https.one("google_compute_target_https_proxy")
-    rules = {rule["port_range"]: rule for rule in https.resources(FORWARDING).values()}
+    v4_address = https.address_of(ADDRESS, ip_version="IPV4")
+    rules = {r["port_range"]: r for r in https.resources(FORWARDING).values() if r["ip_address"] == v4_address}
     maps = list(https.resources(URL_MAP).items())
     redirect = next(m for _, m in maps if "default_url_redirect" in m)
     serving_map = next(m for _, m in maps if "default_service" in m)
@@ -197,12 +221,55 @@ def test_https_adds_a_certificate_a_443_rule_on_the_same_address_and_redirects_8
     assert certificate["lifecycle"]["create_before_destroy"] is True
     assert proxy["ssl_certificates"] == [https.address("google_compute_managed_ssl_certificate", "id")]
     assert set(rules) == {"80", "443"}
-    assert rules["443"]["ip_address"] == rules["80"]["ip_address"] == https.address(ADDRESS, "address")
+    assert rules["443"]["ip_address"] == rules["80"]["ip_address"] == v4_address
     assert rules["443"]["target"] == https.address("google_compute_target_https_proxy", "id")
     assert redirect["default_url_redirect"]["https_redirect"] is True
     assert "default_service" not in redirect
     assert http_proxy["url_map"] == f"${{{URL_MAP}.{redirect_key}.id}}"
     assert serving_map["default_service"] == https.address(BACKEND, "id")
+
+
+def test_ipv6_adds_an_address_and_forwarding_rules_on_it_for_each_port(plain, https):
+    v6_address = https.address_of(ADDRESS, ip_version="IPV6")
+    on_v6 = {r["port_range"]: r for r in https.resources(FORWARDING).values() if r["ip_address"] == v6_address}
+    on_v4 = {r["port_range"]: r for r in https.resources(FORWARDING).values() if r["ip_address"] != v6_address}
+
+    assert set(on_v6) == set(on_v4) == {"80", "443"}
+    for port in ("80", "443"):
+        assert on_v6[port]["target"] == on_v4[port]["target"]
+        assert on_v6[port]["load_balancing_scheme"] == "EXTERNAL_MANAGED"
+        assert on_v6[port]["name"] == f"{on_v4[port]['name']}-ipv6"
+    assert https.json["output"]["load_balancer_ipv6"]["value"] == v6_address
+    assert [a["ip_version"] for a in plain.resources(ADDRESS).values()] == ["IPV4"]
+    assert len(plain.resources(FORWARDING)) == 1
+
+
+def test_turning_ipv6_on_keeps_the_ipv4_resources_as_they_were(plain, https):
+    for kind in (ADDRESS, FORWARDING):
+        for key, resource in plain.resources(kind).items():
+            assert https.resources(kind)[key] == resource
+
+
+@pytest.mark.parametrize("ranges_", ["2001:db8::/48", "203.0.113.4, 2001:db8::1"])
+def test_ipv6_ranges_without_ipv6_are_refused_naming_the_setting(ranges_):
+    with pytest.raises(SettingsError) as raised:
+        EndpointSettings.from_env({**BASE_ENV, "ALLOWED_IP_RANGES": ranges_})
+
+    assert str(raised.value).startswith("ALLOWED_IP_RANGES: 2001:db8:")
+    assert "IPV6=true" in str(raised.value)
+    assert EndpointSettings.from_env({**BASE_ENV, "ALLOWED_IP_RANGES": ranges_, "IPV6": "true"}).ipv6
+
+
+def test_ipv6_takes_only_true_or_false():
+    with pytest.raises(SettingsError, match="IPV6: expected true or false, got 'maybe'"):
+        EndpointSettings.from_env({**BASE_ENV, "IPV6": "maybe"})
+
+
+def test_the_default_rule_is_never_synthesized_in_preview(plain, https):
+    for stack in (plain, https):
+        default = stack.policy_rules()[-1]
+        assert default["priority"] == DEFAULT_RULE_PRIORITY
+        assert not default.get("preview")
 
 
 def test_a_new_domain_gets_a_new_certificate_name(https, synth):
@@ -237,7 +304,7 @@ def test_the_provider_is_pinned(plain):
     assert plain.json["provider"]["google"] == [{"project": "p", "region": "asia-northeast1"}]
 
 
-@pytest.mark.parametrize("env", [{}, {"RATE_LIMIT_PER_MINUTE": "600"}, {"WAF_RULES": "false"}, {"ALLOWED_IP_RANGES": "10.0.0.0/8 2001:db8::/32"}])
+@pytest.mark.parametrize("env", [{}, {"RATE_LIMIT_PER_MINUTE": "600"}, {"WAF_RULES": "false"}, {"DOMAIN": "api.example.com", "IPV6": "true"}])
 def test_synthesized_rules_are_the_plan_that_verify_compares_with(synth, env):
     synthesized = rules_from_terraform(synth(**env).one(POLICY))
 

@@ -35,9 +35,12 @@ from constructs import Construct
 from secure_endpoint.armor import Rule
 from secure_endpoint.plan import (
     ADDRESS_NAME,
+    ADDRESS_V6_NAME,
     BACKEND_NAME,
     NAME,
     POLICY_NAME,
+    REDIRECT_MAP_NAME,
+    URL_MAP_NAME,
     certificate_name,
     plan_rules,
 )
@@ -45,15 +48,16 @@ from secure_endpoint.settings import EndpointSettings
 
 
 class ArmoredEdge(Construct):
-    """The public side: one static address, Cloud Armor in front of the serving NEG.
+    """The public side: one static address (two with IPV6), Cloud Armor in front of the serving NEG.
 
         client ─► global address ─► forwarding rule :80 ─► HTTP proxy ─► URL map ─┐
                   (with DOMAIN:     forwarding rule :443 ─► HTTPS proxy + managed ─┤   port 80 then only
                                     certificate; port 80 ─► redirect-only URL map) │   redirects to HTTPS
-                                                                                  ▼
+                  (with IPV6: an IPv6 global address with the same forwarding      │
+                   rules, onto the same proxies)                                   ▼
         Cloud Armor policy (WAF, allowlist, deny 403) ─► backend service (request logs) ─► serverless NEG
 
-    Outputs: `address`, `policy`, `backend`, `url_map`, `url`.
+    Outputs: `address`, `address_v6` (None without IPV6), `policy`, `backend`, `url_map`, `url`.
     """
 
     def __init__(
@@ -70,6 +74,16 @@ class ArmoredEdge(Construct):
             self, "address", name=ADDRESS_NAME, address_type="EXTERNAL", ip_version="IPV4",
             description="Static address of the inference load balancer",
         )  # fmt: skip
+        # A setting of its own, not inferred from the ranges: removing the last IPv6 range must
+        # not release an address that a published AAAA record still points at.
+        self.address_v6 = (
+            ComputeGlobalAddress(
+                self, "address-v6", name=ADDRESS_V6_NAME, address_type="EXTERNAL", ip_version="IPV6",
+                description="Static IPv6 address of the inference load balancer",
+            )  # fmt: skip
+            if settings.ipv6
+            else None
+        )
 
         self.policy = ComputeSecurityPolicy(
             self,
@@ -101,7 +115,7 @@ class ArmoredEdge(Construct):
         )
 
         self.url_map = ComputeUrlMap(
-            self, "url-map", name=f"{NAME}-lb", default_service=self.backend.id,
+            self, "url-map", name=URL_MAP_NAME, default_service=self.backend.id,
             description="Every path to the inference backend",
         )  # fmt: skip
 
@@ -111,11 +125,11 @@ class ArmoredEdge(Construct):
                 self, "https-proxy", name=f"{NAME}-https-proxy", url_map=self.url_map.id,
                 ssl_certificates=[self.certificate.id],
             )  # fmt: skip
-            self._forwarding_rule("https", https_proxy.id, port=443)
+            self._forwarding_rules("https", https_proxy.id, port=443)
             self.redirect_map = ComputeUrlMap(
                 self,
                 "http-redirect",
-                name=f"{NAME}-http-redirect",
+                name=REDIRECT_MAP_NAME,
                 description="Port 80 redirects to HTTPS",
                 default_url_redirect=ComputeUrlMapDefaultUrlRedirect(
                     https_redirect=True, strip_query=False, redirect_response_code="MOVED_PERMANENTLY_DEFAULT"
@@ -127,7 +141,7 @@ class ArmoredEdge(Construct):
             http_map = self.url_map
             self.url = f"http://{self.address.address}"
         http_proxy = ComputeTargetHttpProxy(self, "http-proxy", name=f"{NAME}-http-proxy", url_map=http_map.id)
-        self._forwarding_rule("http", http_proxy.id, port=80)
+        self._forwarding_rules("http", http_proxy.id, port=80)
 
     def _rule(self, plan: Rule, settings: EndpointSettings) -> ComputeSecurityPolicyRule:
         if plan.expression is not None:
@@ -169,16 +183,21 @@ class ArmoredEdge(Construct):
             lifecycle=TerraformResourceLifecycle(create_before_destroy=True),
         )
 
-    def _forwarding_rule(self, scheme: str, target: str, *, port: int) -> ComputeGlobalForwardingRule:
-        return ComputeGlobalForwardingRule(
-            self,
-            f"{scheme}-forwarding-rule",
-            name=f"{NAME}-{scheme}",
-            description=f"Inference load balancer, {scheme.upper()} on port {port}",
-            load_balancing_scheme="EXTERNAL_MANAGED",
-            target=target,
-            ip_address=self.address.address,
-            ip_protocol="TCP",
-            port_range=str(port),
-        )
+    def _forwarding_rules(self, scheme: str, target: str, *, port: int) -> None:
+        """One rule per address; the IPv4 rule keeps its name so that IPV6=true replaces nothing."""
+        addresses = [("", "", self.address)]
+        if self.address_v6 is not None:
+            addresses.append(("-ipv6", ", IPv6", self.address_v6))
+        for suffix, family, address in addresses:
+            ComputeGlobalForwardingRule(
+                self,
+                f"{scheme}-forwarding-rule{suffix}",
+                name=f"{NAME}-{scheme}{suffix}",
+                description=f"Inference load balancer, {scheme.upper()} on port {port}{family}",
+                load_balancing_scheme="EXTERNAL_MANAGED",
+                target=target,
+                ip_address=address.address,
+                ip_protocol="TCP",
+                port_range=str(port),
+            )
 

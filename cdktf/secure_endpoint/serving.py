@@ -1,5 +1,6 @@
 """The serving side: the Cloud Run service, its identity, and the NEG the load balancer points at."""
 
+from cdktf import TerraformProvider, TerraformResourceLifecycle
 from cdktf_cdktf_provider_google.cloud_run_v2_service import (
     CloudRunV2Service,
     CloudRunV2ServiceTemplate,
@@ -21,14 +22,15 @@ from cdktf_cdktf_provider_google.service_account import ServiceAccount
 from cdktf_cdktf_provider_google.storage_bucket_iam_member import StorageBucketIamMember
 from constructs import Construct
 
+from secure_endpoint.plan import DEFAULT_URI_DISABLED, INGRESS, INVOKER_IAM_DISABLED, SERVICE_NAME
 from secure_endpoint.settings import EndpointSettings
 
-SERVICE_NAME = "inference"
 CONTAINER_PORT = 5000
 READY_PATH = "/readyz"
 HEALTH_PATH = "/healthz"
 MODEL_READER_ROLE = "roles/storage.objectViewer"
-INGRESS = "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"
+# As the google-beta provider's own acceptance test of default_uri_disabled sets it.
+LAUNCH_STAGE = "BETA"
 
 
 class ServingBackend(Construct):
@@ -37,15 +39,17 @@ class ServingBackend(Construct):
         service account ── objectViewer on the model's bucket (not storage.admin on the project)
               │
               ▼ runs as
-        Cloud Run v2 service "inference" ── ingress: internal + load balancer only,
-              ▲                              invoker IAM check off (the ingress rule is the gate)
+        Cloud Run v2 service "inference" ── ingress: internal + load balancer only, run.app URL
+              ▲  (google-beta provider)      closed, invoker IAM check off (ingress is the gate)
               │ points at
         serverless NEG (same region)  ──►  `self.neg`, the backend of the edge
 
     Outputs: `service`, `service_account`, `neg`.
     """
 
-    def __init__(self, scope: Construct, id: str, *, settings: EndpointSettings):
+    def __init__(
+        self, scope: Construct, id: str, *, settings: EndpointSettings, beta_provider: TerraformProvider
+    ):
         super().__init__(scope, id)
 
         self.service_account = ServiceAccount(
@@ -73,8 +77,13 @@ class ServingBackend(Construct):
             ingress=INGRESS,
             # Callers are anonymous clients of the load balancer: the gate is ingress plus Cloud
             # Armor, not IAM. Unlike an allUsers binding, this works under domain-restricted sharing.
-            invoker_iam_disabled=True,
+            invoker_iam_disabled=INVOKER_IAM_DISABLED,
             deletion_protection=settings.deletion_protection,
+            # The API reports GA back once no preview feature is in use: without ignore_changes
+            # every plan would propose setting BETA again.
+            launch_stage=LAUNCH_STAGE,
+            provider=beta_provider,
+            lifecycle=TerraformResourceLifecycle(ignore_changes=["launch_stage"]),
             template=CloudRunV2ServiceTemplate(
                 service_account=self.service_account.email,
                 max_instance_request_concurrency=settings.concurrency,
@@ -118,6 +127,10 @@ class ServingBackend(Construct):
                 ],
             ),
         )
+        # With ingress "internal and load balancer", the run.app URL still answers the project's
+        # VPC networks, its other load balancers and Google services such as Pub/Sub pushes, none
+        # of which pass Cloud Armor. google-beta 6.50 knows the attribute; the GA bindings do not.
+        self.service.add_override("default_uri_disabled", DEFAULT_URI_DISABLED)
 
         self.neg = ComputeRegionNetworkEndpointGroup(
             self,
