@@ -106,7 +106,7 @@ def compute(httpserver):
     each keyword replaces one answer (`policy_status` answers the policy's path with that error)."""
 
     def serve(*, policy=None, backend=None, address=None, address_v6=None, certificate=None, policy_status=200,
-              service=None, url_maps=None, backends=(), credentials=None):  # fmt: skip
+              service=None, url_maps=None, backends=(), certificates=(), credentials=None):  # fmt: skip
         if policy is not None or policy_status != 200:
             body = policy if policy_status == 200 else error_json(policy_status)
             httpserver.expect_request(f"{API}/securityPolicies/{POLICY_NAME}").respond_with_json(body, status=policy_status)
@@ -120,8 +120,8 @@ def compute(httpserver):
                 httpserver.expect_request(f"{API}/addresses/{name}").respond_with_json(
                     {"kind": "compute#address", "name": name, "address": value}
                 )
-        if certificate is not None:
-            httpserver.expect_request(f"{API}/sslCertificates/{certificate['name']}").respond_with_json(certificate)
+        for body in [certificate, *certificates] if certificate else certificates:
+            httpserver.expect_request(f"{API}/sslCertificates/{body['name']}").respond_with_json(body)
         endpoint = httpserver.url_for("").rstrip("/")
         return lambda project: ops.Live(project, credentials=credentials or AnonymousCredentials(), api_endpoint=endpoint)
 
@@ -374,3 +374,24 @@ def test_a_corrupt_credentials_file_gives_one_line(tmp_path):
     assert result.stderr.startswith(f"error: the credentials file GOOGLE_APPLICATION_CREDENTIALS={key} cannot be used (")
     assert result.stderr.count("\n") == 1
 
+
+
+@pytest.mark.parametrize("new_status", ["PROVISIONING", "ACTIVE"])
+def test_endpoint_during_a_domain_change_says_when_to_drop_the_old_certificate(env, compute, capsys, new_status):
+    env(DOMAIN="api2.example.com", PREVIOUS_DOMAIN="api.example.com")
+    new, old = certificate_name("api2.example.com"), certificate_name("api.example.com")
+    certificates = [
+        {"kind": "compute#sslCertificate", "name": new, "type": "MANAGED", "managed": {"status": new_status}},
+        {"kind": "compute#sslCertificate", "name": old, "type": "MANAGED", "managed": {"status": "ACTIVE"}},
+    ]
+    factory = compute(address=LB_IPV4, certificates=certificates)
+
+    assert run("endpoint", factory) == 0
+    out = capsys.readouterr().out
+    assert "endpoint: https://api2.example.com/inference/" in out
+    assert f"certificate {new}: {new_status}" in out
+    assert f"previous certificate {old} (api.example.com): ACTIVE" in out
+    if new_status == "ACTIVE":
+        assert "the new certificate is ACTIVE: unset PREVIOUS_DOMAIN and `make deploy` drops the old one" in out
+    else:
+        assert "api.example.com is still served meanwhile; keep PREVIOUS_DOMAIN until the new certificate is ACTIVE" in out

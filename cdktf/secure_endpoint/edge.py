@@ -15,6 +15,7 @@ from cdktf_cdktf_provider_google.compute_managed_ssl_certificate import (
 from cdktf_cdktf_provider_google.compute_region_network_endpoint_group import (
     ComputeRegionNetworkEndpointGroup,
 )
+from cdktf_cdktf_provider_google.compute_ssl_policy import ComputeSslPolicy
 from cdktf_cdktf_provider_google.compute_security_policy import (
     ComputeSecurityPolicy,
     ComputeSecurityPolicyAdaptiveProtectionConfig,
@@ -40,6 +41,7 @@ from secure_endpoint.plan import (
     NAME,
     POLICY_NAME,
     REDIRECT_MAP_NAME,
+    SSL_POLICY_NAME,
     URL_MAP_NAME,
     certificate_name,
     plan_rules,
@@ -47,15 +49,22 @@ from secure_endpoint.plan import (
 from secure_endpoint.settings import EndpointSettings
 
 
+# Where the stack kept its one certificate before certificates were keyed by domain.
+UNKEYED_CERTIFICATE = "google_compute_managed_ssl_certificate.edge_certificate_4B15C2CA"
+
+
 class ArmoredEdge(Construct):
     """The public side: one static address (two with IPV6), Cloud Armor in front of the serving NEG.
 
         client ─► global address ─► forwarding rule :80 ─► HTTP proxy ─► URL map ─┐
                   (with DOMAIN:     forwarding rule :443 ─► HTTPS proxy + managed ─┤   port 80 then only
-                                    certificate; port 80 ─► redirect-only URL map) │   redirects to HTTPS
+                                    certificate(s), SSL policy MODERN, TLS >= 1.2; │   answers 308 to
+                                    port 80 ─► redirect-only URL map)              │   HTTPS
                   (with IPV6: an IPv6 global address with the same forwarding      │
                    rules, onto the same proxies)                                   ▼
         Cloud Armor policy (WAF, allowlist, deny 403) ─► backend service (request logs) ─► serverless NEG
+
+    With PREVIOUS_DOMAIN, the old domain's certificate stays on the HTTPS proxy beside the new one.
 
     Outputs: `address`, `address_v6` (None without IPV6), `policy`, `backend`, `url_map`, `url`.
     """
@@ -120,10 +129,21 @@ class ArmoredEdge(Construct):
         )  # fmt: skip
 
         if settings.domain:
-            self.certificate = self._certificate(settings.domain)
+            previous = settings.previous_domain
+            # State from before certificates were keyed by domain holds the one live certificate:
+            # the old domain's while a change is under way, else the domain's own.
+            self.certificate = self._certificate(settings.domain, takes_over_unkeyed=not previous)
+            self.previous_certificate = (
+                self._certificate(previous, takes_over_unkeyed=True) if previous else None
+            )
+            certificates = [c for c in (self.certificate, self.previous_certificate) if c is not None]
+            self.ssl_policy = ComputeSslPolicy(
+                self, "ssl-policy", name=SSL_POLICY_NAME, profile="MODERN", min_tls_version="TLS_1_2",
+                description="TLS 1.2 or later with forward-secret ciphers",
+            )  # fmt: skip
             https_proxy = ComputeTargetHttpsProxy(
                 self, "https-proxy", name=f"{NAME}-https-proxy", url_map=self.url_map.id,
-                ssl_certificates=[self.certificate.id],
+                ssl_certificates=[c.id for c in certificates], ssl_policy=self.ssl_policy.id,
             )  # fmt: skip
             self._forwarding_rules("https", https_proxy.id, port=443)
             self.redirect_map = ComputeUrlMap(
@@ -131,8 +151,9 @@ class ArmoredEdge(Construct):
                 "http-redirect",
                 name=REDIRECT_MAP_NAME,
                 description="Port 80 redirects to HTTPS",
+                # 308 keeps the method: a POST is redirected as a POST, not turned into a GET.
                 default_url_redirect=ComputeUrlMapDefaultUrlRedirect(
-                    https_redirect=True, strip_query=False, redirect_response_code="MOVED_PERMANENTLY_DEFAULT"
+                    https_redirect=True, strip_query=False, redirect_response_code="PERMANENT_REDIRECT"
                 ),
             )
             http_map = self.redirect_map
@@ -172,16 +193,20 @@ class ArmoredEdge(Construct):
             preview=plan.preview or None,
         )
 
-    def _certificate(self, domain: str) -> ComputeManagedSslCertificate:
-        # A certificate in use cannot change in place: a new domain gets a new name, created
-        # before the old one is destroyed.
-        return ComputeManagedSslCertificate(
+    def _certificate(self, domain: str, *, takes_over_unkeyed: bool) -> ComputeManagedSslCertificate:
+        """One certificate per domain, keyed by it: a new DOMAIN adds a resource instead of
+        replacing the one in use, which stays until the new one is ACTIVE (PREVIOUS_DOMAIN)."""
+        name = certificate_name(domain)
+        certificate = ComputeManagedSslCertificate(
             self,
-            "certificate",
-            name=certificate_name(domain),
+            name,
+            name=name,
             managed=ComputeManagedSslCertificateManaged(domains=[domain]),
             lifecycle=TerraformResourceLifecycle(create_before_destroy=True),
         )
+        if takes_over_unkeyed:
+            certificate.move_from_id(UNKEYED_CERTIFICATE)
+        return certificate
 
     def _forwarding_rules(self, scheme: str, target: str, *, port: int) -> None:
         """One rule per address; the IPv4 rule keeps its name so that IPV6=true replaces nothing."""

@@ -168,7 +168,24 @@ def endpoint_report(live: Live, settings: EndpointSettings) -> EndpointReport:
                 "HTTPS answers once the certificate is ACTIVE: create the records above; "
                 "provisioning then takes up to an hour"
             )
+        if settings.previous_domain:
+            lines += _domain_change(live, settings.previous_domain, new_active=status == "ACTIVE")
     return EndpointReport(url=url, lines=lines)
+
+
+def _domain_change(live: Live, previous_domain: str, *, new_active: bool) -> list[str]:
+    old = live.certificate(previous_domain)
+    lines = [f"previous certificate {old.name} ({previous_domain}): {old.managed.status}"]
+    if new_active:
+        lines.append(
+            "the new certificate is ACTIVE: unset PREVIOUS_DOMAIN and `make deploy` drops the old one"
+        )
+    else:
+        lines.append(
+            f"{previous_domain} is still served meanwhile; "
+            "keep PREVIOUS_DOMAIN until the new certificate is ACTIVE"
+        )
+    return lines
 
 
 def live_rules(policy) -> list[Rule]:

@@ -18,6 +18,7 @@ POLICY_NAME = f"{NAME}-policy"
 BACKEND_NAME = f"{NAME}-backend"
 URL_MAP_NAME = f"{NAME}-lb"
 REDIRECT_MAP_NAME = f"{NAME}-http-redirect"
+SSL_POLICY_NAME = f"{NAME}-ssl-policy"
 # The service admits the load balancer only, its run.app URL is closed, and the invoker IAM check
 # is off: the load balancer's clients are anonymous, so ingress plus Cloud Armor is the gate.
 INGRESS = "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"

@@ -1,6 +1,7 @@
 """The stack: provider, state, the serving side and the edge, and what a user needs to know after."""
 
 from cdktf import Fn, GcsBackend, TerraformOutput, TerraformStack
+from cdktf_cdktf_provider_time.provider import TimeProvider
 from constructs import Construct
 
 from secure_endpoint.edge import ArmoredEdge
@@ -18,6 +19,7 @@ class SecureEndpointStack(TerraformStack):
     def __init__(self, scope: Construct, id: str, *, settings: EndpointSettings):
         super().__init__(scope, id)
         _, beta = google_providers(self, project=settings.project_id, region=settings.region)
+        TimeProvider(self, "time")
         if settings.state_bucket:
             GcsBackend(self, bucket=settings.state_bucket, prefix=STATE_PREFIX)
 
