@@ -15,7 +15,6 @@ from cdktf_cdktf_provider_google.compute_managed_ssl_certificate import (
 from cdktf_cdktf_provider_google.compute_region_network_endpoint_group import (
     ComputeRegionNetworkEndpointGroup,
 )
-from cdktf_cdktf_provider_google.compute_ssl_policy import ComputeSslPolicy
 from cdktf_cdktf_provider_google.compute_security_policy import (
     ComputeSecurityPolicy,
     ComputeSecurityPolicyAdaptiveProtectionConfig,
@@ -28,6 +27,7 @@ from cdktf_cdktf_provider_google.compute_security_policy import (
     ComputeSecurityPolicyRuleRateLimitOptions,
     ComputeSecurityPolicyRuleRateLimitOptionsRateLimitThreshold,
 )
+from cdktf_cdktf_provider_google.compute_ssl_policy import ComputeSslPolicy
 from cdktf_cdktf_provider_google.compute_target_http_proxy import ComputeTargetHttpProxy
 from cdktf_cdktf_provider_google.compute_target_https_proxy import ComputeTargetHttpsProxy
 from cdktf_cdktf_provider_google.compute_url_map import ComputeUrlMap, ComputeUrlMapDefaultUrlRedirect
