@@ -40,8 +40,8 @@ help:
 	@echo "make deploy  cdktf deploy $(SERVING_STACK) (needs Google Cloud credentials)"
 	@echo "make destroy cdktf destroy $(SERVING_STACK); the bootstrap stays"
 	@echo "make check-ip IP=a.b.c.d  which Cloud Armor rule of the synthesized policy an address hits"
-	@echo "make endpoint  the deployed URL and curl commands"
-	@echo "make verify    compare the live Cloud Armor policy with the code"
+	@echo "make endpoint  the deployed addresses, URL, DNS records and curl commands"
+	@echo "make verify    compare the live policy and every way to the service with the code"
 	@echo "make bench     the serving benchmark; writes bench/results/latest.{json,md,png}"
 
 $(BIN)/python:
@@ -127,8 +127,10 @@ bootstrap: settings-$(BOOTSTRAP_STACK) $(VENV)/.infra-deps node_modules/.install
 synth: settings-$(STACK) $(VENV)/.infra-deps node_modules/.installed
 	STACK=$(STACK) $(CDKTF) synth
 
+# cdktf's HCL quotes the service's `provider = google-beta`, which Terraform refuses (its JSON is fine).
 synth-hcl: settings-$(STACK) $(VENV)/.infra-deps node_modules/.installed
 	STACK=$(STACK) $(CDKTF) synth --hcl
+	sed -i -E 's/^( *provider += )"([a-z0-9_-]+)"$$/\1\2/' cdktf.out/stacks/*/cdk.tf
 
 # With two stacks in the app, cdktf refuses a deploy or destroy that names none.
 deploy destroy: settings-$(SERVING_STACK) $(VENV)/.infra-deps node_modules/.installed
