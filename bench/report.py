@@ -126,6 +126,9 @@ def markdown(figures: dict) -> str:
     rps = at["16"]["service"]["rps"]["median"]
     lines += [
         "",
+        f"wrk counted {figures['socket_errors']:,} socket errors (connect, read, write, timeout) "
+        "in all the runs.",
+        "",
         f"The {rf['name']} is trained on iris with a fixed seed and exported with skl2onnx as the "
         "service loads it (one float32 input, probabilities as a tensor); onnxruntime matches "
         f"scikit-learn within {rf['parity_gap']:.1e} on the 150 iris rows. onnxruntime alone is "

@@ -42,6 +42,7 @@ class Load:
     p50_ms: float
     p99_ms: float
     requests: int
+    socket_errors: int  # connect, read, write and timeout errors wrk counted
 
 
 @dataclass
@@ -104,7 +105,14 @@ def wrk(url: str, body: str, *, seconds: float, connections: int, scratch: Path)
         p50_ms=_latency_ms(re.search(r"50%\s+([\d.]+\w+)", out).group(1)),
         p99_ms=_latency_ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1)),
         requests=int(re.search(r"(\d+) requests in", out).group(1)),
+        socket_errors=sum(int(n) for n in re.findall(r"\d+", _line(r"Socket errors: .*", out))),
     )
+
+
+def _line(pattern: str, text: str) -> str:
+    """The first line matching `pattern`, or "" (wrk prints its socket errors only when there are some)."""
+    found = re.search(pattern, text)
+    return found.group(0) if found else ""
 
 
 def _latency_ms(text: str) -> float:
@@ -272,6 +280,8 @@ def measure(plan: Plan, scratch: Path) -> dict:
             }
             for key, model in models.items()
         },
+        "socket_errors": sum(run.socket_errors for r in rounds for run in r.values())
+        + sum(run.socket_errors for b in batches for run in b.values()),
         "rounds": [{name: asdict(run) for name, run in r.items()} for r in rounds],
         "batch_rounds": [{key: asdict(run) for key, run in b.items()} for b in batches],
     }
