@@ -102,7 +102,7 @@ def markdown(figures: dict) -> str:
     ]
     for row in figures["targets"]:
         unit = f" {row['unit']}" if row["unit"] else ""
-        value = f"{row['value']:.2f}" if row["value"] < 100 else f"{row['value']:.0f}"
+        value = f"{row['value']:.0f}" if row["unit"] == "MB" else f"{row['value']:.2f}"
         verdict = "met" if row["met"] else f"missed: {row['gap']}"
         lines.append(_row(f"{row['label']} {row['sense']} {row['target']:g}{unit}", f"{value}{unit}", verdict))
     lines += [
