@@ -186,6 +186,12 @@ def served(cwd: Path, env: dict[str, str], log: Path):
         yield proc, f"http://127.0.0.1:{port}/inference/"
 
 
+def _still_serving(proc: subprocess.Popen, log: Path) -> None:
+    """A server that died during the load would leave figures of nothing: stop with its log instead."""
+    if proc.poll() is not None:
+        raise RuntimeError(f"{log.stem} server exited with {proc.returncode} during the load:\n{log.read_text()}")
+
+
 def summary(values: list[float]) -> dict:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
@@ -242,9 +248,10 @@ def measure(plan: Plan, scratch: Path) -> dict:
                         "rf": load(forest_url, batch_body, connections=1),
                     })
                 served_requests += sum(b["lr"].requests for b in batches)
-                assert forest.poll() is None and ceiling.poll() is None
+                _still_serving(forest, scratch / "forest.log")
+                _still_serving(ceiling, scratch / "ceiling.log")
+            _still_serving(service, scratch / "service.log")
             memory_after = memory_mb(service.pid)
-            assert service.poll() is None
 
     by_connections = {}
     for c in CONNECTIONS:
