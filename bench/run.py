@@ -140,6 +140,11 @@ def memory_mb(pid: int) -> dict[str, float]:
     return {"pss": sum(r["Pss"] for r in rollups) / 1024, "rss_full": (largest["Rss"] + private) / 1024}
 
 
+def rss_mb(pid: int) -> float:
+    """PSS of a process and its children, in MB: the figure `memory_mb` judges, for callers that need one."""
+    return memory_mb(pid)["pss"]
+
+
 def _children(pid: int) -> list[int]:
     path = Path(f"/proc/{pid}/task/{pid}/children")
     return [int(child) for child in path.read_text().split()] if path.exists() else []
