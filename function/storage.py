@@ -63,16 +63,19 @@ def _read_local(uri: str, max_bytes: int) -> bytes:
         raise ModelUnavailable(
             f"cannot load model {uri}: {error.strerror or error}", kind=kind
         ) from error
-    with os.fdopen(fd, "rb") as file:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
             raise ModelUnavailable(
-                f"cannot load model {uri}: expected a regular file, got {_file_type(mode)}",
+                f"cannot load model {uri}: expected a regular file, got {_file_type(info.st_mode)}",
                 kind=INVALID_MODEL,
             )
-        _check_size(os.fstat(fd).st_size, max_bytes, uri)
-        data = file.read(max_bytes + 1)  # the file may grow between the check and the read
-    _check_size(len(data), max_bytes, uri)
+        _check_size(info.st_size, max_bytes, uri)
+        with os.fdopen(fd, "rb", closefd=False) as file:
+            data = file.read(max_bytes + 1)  # the file may grow between the check and the read
+    finally:
+        os.close(fd)
+    _check_size(len(data), max_bytes, uri, partial=True)
     return data
 
 
@@ -89,11 +92,12 @@ def _file_type(mode: int) -> str:
     return f"a file of mode {oct(mode)}"
 
 
-def _check_size(size: int, max_bytes: int, uri: str) -> None:
+def _check_size(size: int, max_bytes: int, uri: str, *, partial: bool = False) -> None:
+    """`partial`: `size` counts what was read so far, not the whole."""
     if size > max_bytes:
         raise ModelUnavailable(
             f"cannot load model {uri}: expected at most MODEL_MAX_BYTES={max_bytes} bytes, "
-            f"got {'more' if size == max_bytes + 1 else size}",
+            f"got {'more' if partial else size}",
             kind=TOO_LARGE,
         )
 
@@ -163,16 +167,19 @@ def _get(session, url: str, deadline: float, limit: int, uri: str) -> bytes:
             raw = response.raw
             chunks, size = [], 0
             while True:
-                # Each read waits at most until the deadline: a server trickling bytes cannot
-                # stretch the fetch by answering just within a per-read timeout.
+                # The deadline is checked between reads, so a server trickling bytes cannot
+                # stretch the fetch by answering just within a per-read timeout; and each read
+                # waits at most until the deadline (on a kept-alive connection, as Cloud
+                # Storage's are; otherwise at most the time that remained when it started).
+                remaining = _remaining(deadline, uri)
                 connection = raw.connection
                 if connection is not None and connection.sock is not None:
-                    connection.sock.settimeout(_remaining(deadline, uri))
+                    connection.sock.settimeout(remaining)
                 chunk = raw.read1(_CHUNK_BYTES)
                 if not chunk:
                     break
                 size += len(chunk)
-                _check_size(size, limit, uri)
+                _check_size(size, limit, uri, partial=True)
                 chunks.append(chunk)
             _remaining(deadline, uri)
             return b"".join(chunks)

@@ -132,6 +132,8 @@ def fake_storage(answer: Callable[[str], Answer]) -> Iterator[FakeStorage]:
     state = FakeStorage(url="")
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # kept-alive connections, as Cloud Storage's
+
         def do_GET(self):  # noqa: N802 (the standard library's name)
             state.requests.append(self.path)
             status, headers, write_body = answer(self.path)
