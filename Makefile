@@ -31,8 +31,8 @@ help:
 	@echo "make synth   cdktf synth: cdktf.out/stacks/secure-inference/cdk.tf.json"
 	@echo "make deploy  cdktf deploy (needs Google Cloud credentials)"
 	@echo "make check-ip IP=a.b.c.d  which Cloud Armor rule of the synthesized policy an address hits"
-	@echo "make endpoint  the deployed URL and curl commands"
-	@echo "make verify    compare the live Cloud Armor policy with the code"
+	@echo "make endpoint  the deployed addresses, URL, DNS records and curl commands"
+	@echo "make verify    compare the live policy and every way to the service with the code"
 	@echo "make bench     the serving benchmark; writes bench/results/latest.{json,md,png}"
 
 $(BIN)/python:
@@ -92,8 +92,10 @@ run: $(VENV)/.serve-deps $(MODEL)
 synth: $(VENV)/.infra-deps node_modules/.installed
 	$(CDKTF) synth
 
+# cdktf's HCL quotes the service's `provider = google-beta`, which Terraform refuses (its JSON is fine).
 synth-hcl: $(VENV)/.infra-deps node_modules/.installed
 	$(CDKTF) synth --hcl
+	sed -i -E 's/^( *provider += )"([a-z0-9_-]+)"$$/\1\2/' cdktf.out/stacks/*/cdk.tf
 
 deploy: $(VENV)/.infra-deps node_modules/.installed
 	$(CDKTF) deploy

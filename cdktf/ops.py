@@ -1,10 +1,13 @@
 """Operating the endpoint: `make check-ip`, `make endpoint`, `make verify`.
 
 check-ip  which Cloud Armor rule of the synthesized policy each address hits (offline);
-          exit 0 when all are allowed, 1 when any is denied, 2 on bad input.
-endpoint  the deployed load balancer's URL and ready curl commands (Compute API).
-verify    compares the live Cloud Armor policy with the code; exit 0 in sync, 1 on drift.
+          exit 0 when all are allowed, 1 when any is denied.
+endpoint  the deployed load balancer's addresses, URL and ready curl commands (Compute API).
+verify    compares the live policy and every way in (Cloud Run service, URL maps, backend
+          services) with the code; exit 0 in sync, 1 on drift.
 
+Exit 2, with one line on stderr, whenever the check itself cannot be made: bad input or settings,
+nothing (or something unreadable) synthesized, no credentials or refused ones, an API error.
 endpoint and verify use Application Default Credentials and the settings of `make deploy`.
 """
 
@@ -14,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from secure_endpoint.armor import decide
+from secure_endpoint.armor import PolicyError, check_policy, decide
 from secure_endpoint.live import Live, LiveError, drift, endpoint_report
 from secure_endpoint.plan import POLICY_NAME
 from secure_endpoint.settings import EndpointSettings, SettingsError
@@ -24,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CDKTF = ROOT / "node_modules" / ".bin" / "cdktf"
 REQUIRED = ("PROJECT_ID", "MODEL_URI", "ALLOWED_IP_RANGES")
 EXIT_ALLOWED, EXIT_DENIED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_IN_SYNC, EXIT_DRIFT = 0, 1
 
 
 class OpsError(Exception):
@@ -35,23 +39,40 @@ def synthesized_policy(outdir: Path):
     try:
         settings = EndpointSettings.from_env()
     except SettingsError as error:
-        if any(os.environ.get(name) for name in REQUIRED) or not outdir.exists():
+        if any(os.environ.get(name) for name in REQUIRED):
             raise OpsError(str(error)) from None
+        if not outdir.exists():
+            raise OpsError(
+                f"{error}; without settings there must be a synthesized policy, and {outdir} does not exist"
+            ) from None
         print(f"note: {', '.join(REQUIRED)} not set; using the policy last synthesized in {outdir}")
         settings = None
-    if settings is not None:
-        reason = staleness(outdir, settings)
-        if reason:
-            print(f"synthesizing first: {reason}", flush=True)
-            result = subprocess.run(
-                [str(CDKTF), "synth", "--output", str(outdir)], cwd=ROOT, capture_output=True, text=True
-            )
-            if result.returncode != 0:
-                raise OpsError(f"cdktf synth failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
     try:
+        if settings is not None:
+            reason = staleness(outdir, settings)
+            if reason:
+                print(f"synthesizing first: {reason}", flush=True)
+                _synthesize(outdir)
         return load_policy(outdir)
     except NoPolicy as error:
         raise OpsError(str(error)) from None
+
+
+def _synthesize(outdir: Path) -> None:
+    try:
+        result = subprocess.run(
+            [str(CDKTF), "synth", "--output", str(outdir)], cwd=ROOT, capture_output=True, text=True
+        )
+    except OSError as error:
+        raise OpsError(
+            f"cdktf could not start ({error}): run `make synth` once, it installs cdktf first"
+        ) from None
+    if result.returncode != 0:
+        lines = [line.strip() for line in (result.stderr + result.stdout).splitlines() if line.strip()]
+        last = lines[-1] if lines else "no output"
+        raise OpsError(
+            f"cdktf synth failed (exit {result.returncode}: {last}); run `make synth` to see all of it"
+        )
 
 
 def check_ip(addresses: list[str], outdir: Path) -> int:
@@ -59,6 +80,10 @@ def check_ip(addresses: list[str], outdir: Path) -> int:
     if not tokens:
         raise OpsError("expected at least one address: make check-ip IP=203.0.113.4")
     rules = synthesized_policy(outdir)
+    try:
+        check_policy(rules)
+    except PolicyError as error:
+        raise OpsError(f"the synthesized policy cannot be judged: {error}") from None
     decisions = []
     for token in tokens:
         try:
@@ -71,6 +96,11 @@ def check_ip(addresses: list[str], outdir: Path) -> int:
         print(f"{decision.address:<{width}}  {decision.action:<9}  {rule}")
         for preview in decision.previews:
             print(f"{'':<{width}}  (also matches {preview.label()} in preview mode: logged, not enforced)")
+        if decision.ipv4_mapped:
+            print(
+                f"{'':<{width}}  (an IPv4-mapped IPv6 address, judged as IPv6; a client calling over "
+                f"IPv4 arrives as {decision.ipv4_mapped})"
+            )
     skipped = decisions[0].not_evaluated
     if skipped:
         print(
@@ -91,13 +121,16 @@ def verify(live_factory) -> int:
     settings = _settings()
     differences = drift(live_factory(settings.project_id), settings)
     if not differences:
-        print(f"in sync: the live policy {POLICY_NAME} is what the code synthesizes")
-        return 0
-    print(f"drift: the live policy {POLICY_NAME} differs from the code in {len(differences)} ways:")
+        print(
+            f"in sync: the live policy {POLICY_NAME}, the Cloud Run service and the URL maps' backends "
+            "are what the code synthesizes"
+        )
+        return EXIT_IN_SYNC
+    print(f"drift: what is live differs from the code in {len(differences)} ways:")
     for difference in differences:
         print(f"  - {difference}")
-    print("`make deploy` puts the code's policy back; change ALLOWED_IP_RANGES to keep a live change")
-    return 1
+    print("`make deploy` puts the code's settings back; change ALLOWED_IP_RANGES to keep a live range")
+    return EXIT_DRIFT
 
 
 def _settings() -> EndpointSettings:
@@ -113,8 +146,8 @@ def main(argv: list[str] | None = None, live_factory=Live.with_default_credentia
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("check-ip", help="which rule an address hits")
     check.add_argument("addresses", nargs="*", metavar="ADDRESS")
-    commands.add_parser("endpoint", help="the deployed URL and curl commands")
-    commands.add_parser("verify", help="compare the live Cloud Armor policy with the code")
+    commands.add_parser("endpoint", help="the deployed addresses, URL and curl commands")
+    commands.add_parser("verify", help="compare the live policy and every way in with the code")
     args = parser.parse_args(argv)
     try:
         if args.command == "check-ip":

@@ -25,6 +25,11 @@ class Synthesized:
         (name,) = self.resources(kind)
         return f"${{{kind}.{name}.{attribute}}}"
 
+    def address_of(self, kind: str, **attributes) -> str:
+        """`${kind.<the one with these attributes>.address}`."""
+        (name,) = [key for key, r in self.resources(kind).items() if attributes.items() <= r.items()]
+        return f"${{{kind}.{name}.address}}"
+
     def policy_rules(self) -> list[dict]:
         return sorted(self.one("google_compute_security_policy")["rule"], key=lambda r: r["priority"])
 

@@ -2,15 +2,16 @@
 
 import ipaddress
 import json
+import re
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ops
-from secure_endpoint.armor import Rule, decide, rules_from_terraform
+from secure_endpoint.armor import PolicyError, Rule, check_policy, decide, rules_from_terraform
 from secure_endpoint.settings import EndpointSettings
-from secure_endpoint.synthesized import record_settings, staleness, stack_file
+from secure_endpoint.synthesized import SETTINGS_FILE, record_settings, staleness, stack_file
 from tests.infra import BASE_ENV
 from tests.test_allowlist import ranges
 
@@ -38,7 +39,8 @@ def near(networks):
 @pytest.fixture(scope="module", params=list(SHAPES), ids=list(SHAPES))
 def shape(request, synth):
     given_ranges = SHAPES[request.param]
-    stack = synth(ALLOWED_IP_RANGES=" ".join(given_ranges))
+    ipv6 = "true" if any(":" in r for r in given_ranges) else ""
+    stack = synth(ALLOWED_IP_RANGES=" ".join(given_ranges), **({"IPV6": ipv6} if ipv6 else {}))
     networks = [ipaddress.ip_network(r, strict=False) for r in given_ranges]
     return rules_from_terraform(stack.one("google_compute_security_policy")), networks
 
@@ -98,6 +100,54 @@ def test_first_match_by_priority_wins_and_preview_rules_are_not_enforced():
     assert decide(rules, "10.9.9.9").rule.priority == 2147483647
 
 
+def test_an_address_is_judged_in_its_own_family():
+    rules = [
+        Rule(priority=1000, action="allow", src_ip_ranges=("203.0.113.0/24",)),
+        Rule(priority=1010, action="allow", src_ip_ranges=("2001:db8::/32",)),
+        Rule(priority=2147483647, action="deny(403)", src_ip_ranges=("*",)),
+    ]
+
+    mapped = decide(rules, "::ffff:203.0.113.4")
+    assert not mapped.allowed and mapped.rule.priority == 2147483647
+    assert mapped.ipv4_mapped == "203.0.113.4"
+    assert decide(rules, "203.0.113.4").allowed and decide(rules, "203.0.113.4").ipv4_mapped is None
+    assert decide(rules, "2001:db8::cb00:7104").allowed
+    assert not decide(rules, "::203.0.113.4").allowed
+
+
+def test_a_preview_rule_is_skipped_even_when_it_would_allow():
+    rules = [
+        Rule(priority=900, action="allow", description="trial", src_ip_ranges=("198.51.100.0/24",), preview=True),
+        Rule(priority=2147483647, action="deny(403)", src_ip_ranges=("*",)),
+    ]
+
+    decision = decide(rules, "198.51.100.7")
+
+    assert decision.action == "deny(403)"
+    assert [r.description for r in decision.previews] == ["trial"]
+
+
+@pytest.mark.parametrize(
+    "rules, words",
+    [
+        ([Rule(priority=2147483647, action="deny(403)", src_ip_ranges=("*",), preview=True)], "default rule (priority 2147483647) is in preview mode"),
+        ([Rule(priority=1000, action="allow", description="office", src_ip_ranges=("203.0.113.0/24",)),
+          Rule(priority=1000, action="deny(403)", description="block", src_ip_ranges=("198.51.100.0/24",)),
+          Rule(priority=2147483647, action="deny(403)", src_ip_ranges=("*",))], "2 rules share priority 1000 ('office', 'block')"),
+    ],
+    ids=["default rule in preview", "duplicate priorities"],
+)  # fmt: skip
+def test_a_policy_that_cannot_be_judged_is_an_error(rules, words):
+    with pytest.raises(PolicyError, match=re.escape(words)):
+        check_policy(rules)
+
+
+def test_the_synthesized_policy_can_be_judged(shape):
+    rules, _ = shape
+
+    check_policy(rules)
+
+
 def test_an_address_that_is_not_one_is_refused():
     with pytest.raises(ValueError):
         decide([], "203.0.113")
@@ -140,7 +190,69 @@ def test_cli_exits_2_on_bad_input(synthesized_out, capsys, addresses, words):
 def test_cli_exits_2_without_settings_or_policy(tmp_path, capsys):
     assert ops.main(["--out", str(tmp_path / "none"), "check-ip", "203.0.113.4"]) == 2
 
-    assert "PROJECT_ID: required" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "PROJECT_ID: required" in err and f"{tmp_path / 'none'} does not exist" in err
+    assert err.count("\n") == 1
+
+
+def test_cli_notes_an_ipv4_mapped_address(synthesized_out, capsys):
+    assert ops.main(["--out", str(synthesized_out), "check-ip", "::ffff:203.0.113.4"]) == 1
+
+    out = capsys.readouterr().out
+    assert "deny(403)  rule 2147483647" in out
+    assert "an IPv4-mapped IPv6 address, judged as IPv6; a client calling over IPv4 arrives as 203.0.113.4" in out
+
+
+def edit_stack(out, change) -> None:
+    path = stack_file(out)
+    stack = json.loads(path.read_text())
+    change(stack)
+    path.write_text(json.dumps(stack))
+
+
+def default_in_preview(stack):
+    (policy,) = stack["resource"]["google_compute_security_policy"].values()
+    policy["rule"][-1]["preview"] = True
+
+
+def duplicate_priority(stack):
+    (policy,) = stack["resource"]["google_compute_security_policy"].values()
+    policy["rule"][1]["priority"] = policy["rule"][0]["priority"]
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [(default_in_preview, "the default rule (priority 2147483647) is in preview mode"), (duplicate_priority, "rules share priority")],
+)  # fmt: skip
+def test_cli_exits_2_on_a_policy_that_cannot_be_judged(synthesized_out, capsys, change, words):
+    edit_stack(synthesized_out, change)
+
+    assert ops.main(["--out", str(synthesized_out), "check-ip", "203.0.113.4"]) == 2
+
+    err = capsys.readouterr().err
+    assert err.startswith("error: the synthesized policy cannot be judged: ") and words in err
+    assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "damage, words",
+    [
+        (lambda out: stack_file(out).write_text("{not json"), "cdk.tf.json cannot be read"),
+        (lambda out: stack_file(out).write_text('{"resource": {}}'), "expected 1 Cloud Armor policy"),
+        (lambda out: edit_stack(out, lambda s: s["resource"]["google_compute_security_policy"].update(
+            {k: {"rule": [{"action": "allow"}]} for k in s["resource"]["google_compute_security_policy"]})), "is not one cdktf wrote"),
+        (lambda out: (out / SETTINGS_FILE).write_text("[1, 2"), "settings.json cannot be read"),
+    ],
+    ids=["stack not json", "no policy", "rule without priority", "settings not json"],
+)  # fmt: skip
+def test_cli_exits_2_in_one_line_on_a_corrupt_cdktf_out(synthesized_out, capsys, damage, words):
+    damage(synthesized_out)
+
+    assert ops.main(["--out", str(synthesized_out), "check-ip", "203.0.113.4"]) == 2
+
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert words in err and "run `make synth` again" in err
 
 
 def test_synthesized_output_is_stale_when_settings_change(synthesized_out):

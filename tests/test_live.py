@@ -1,5 +1,6 @@
-"""`make endpoint` and `make verify`: the real google-cloud-compute client (REST) against a local
-HTTP server that answers the Compute API's calls with JSON of the API's shape."""
+"""`make endpoint` and `make verify`: the real google-cloud-compute and google-cloud-run clients
+(REST) against a local HTTP server that answers the Compute and Cloud Run Admin APIs' calls with
+JSON of the APIs' shape."""
 
 import os
 import subprocess
@@ -7,15 +8,29 @@ import sys
 
 import pytest
 from google.auth.credentials import AnonymousCredentials
+from google.oauth2.credentials import Credentials
 
 import ops
 from secure_endpoint.armor import Rule
-from secure_endpoint.plan import ADDRESS_NAME, BACKEND_NAME, POLICY_NAME, certificate_name, plan_rules
+from secure_endpoint.plan import (
+    ADDRESS_NAME,
+    ADDRESS_V6_NAME,
+    BACKEND_NAME,
+    POLICY_NAME,
+    REDIRECT_MAP_NAME,
+    SERVICE_NAME,
+    URL_MAP_NAME,
+    certificate_name,
+    plan_rules,
+)
 from secure_endpoint.settings import EndpointSettings
 from tests.helpers import ROOT, free_port
 from tests.infra import BASE_ENV
 
 API = "/compute/v1/projects/p/global"
+RUN_API = f"/v2/projects/p/locations/asia-northeast1/services/{SERVICE_NAME}"
+SELF_LINK = "https://www.googleapis.com/compute/v1/projects/p/global"
+LB_IPV4, LB_IPV6 = "203.0.113.10", "2001:db8::10"
 
 
 def rule_json(rule: Rule) -> dict:
@@ -38,10 +53,36 @@ def policy_json(rules, *, adaptive=True) -> dict:
     }
 
 
-def backend_json(policy=f"https://www.googleapis.com/compute/v1/projects/p/global/securityPolicies/{POLICY_NAME}"):
-    body = {"kind": "compute#backendService", "name": BACKEND_NAME, "loadBalancingScheme": "EXTERNAL_MANAGED"}
+def backend_json(policy=f"{SELF_LINK}/securityPolicies/{POLICY_NAME}", name=BACKEND_NAME):
+    body = {"kind": "compute#backendService", "name": name, "loadBalancingScheme": "EXTERNAL_MANAGED"}
     if policy:
         body["securityPolicy"] = policy
+    return body
+
+
+def service_json(*, ingress="INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER", default_uri_disabled=True, invoker_iam_disabled=True):
+    """A Cloud Run Admin API v2 Service; the API leaves false booleans out, as here."""
+    body = {"name": f"projects/p/locations/asia-northeast1/services/{SERVICE_NAME}", "ingress": ingress,
+            "launchStage": "GA", "uri": "https://inference-abc123-an.a.run.app"}  # fmt: skip
+    if default_uri_disabled:
+        body["defaultUriDisabled"] = True
+    if invoker_iam_disabled:
+        body["invokerIamDisabled"] = True
+    return body
+
+
+def url_map_json(name=URL_MAP_NAME, *, default=BACKEND_NAME, path_rules=()):
+    body = {"kind": "compute#urlMap", "name": name}
+    if default:
+        body["defaultService"] = f"{SELF_LINK}/backendServices/{default}"
+    else:
+        body["defaultUrlRedirect"] = {"httpsRedirect": True, "redirectResponseCode": "PERMANENT_REDIRECT"}
+    if path_rules:
+        body["hostRules"] = [{"hosts": ["*"], "pathMatcher": "paths"}]
+        body["pathMatchers"] = [{"name": "paths", "defaultService": body.get("defaultService", ""),
+                                 "pathRules": [{"paths": [path], "service": link} for path, link in path_rules]}]  # fmt: skip
+    # A URL map's tests name a backend only as an expectation: verify must not follow them.
+    body["tests"] = [{"host": "api.example.com", "path": "/", "service": f"{SELF_LINK}/backendServices/elsewhere"}]
     return body
 
 
@@ -55,24 +96,34 @@ def env(monkeypatch):
     return set_env
 
 
+def error_json(status: int) -> dict:
+    return {"error": {"code": status, "message": "denied or missing", "errors": []}}
+
+
 @pytest.fixture
 def compute(httpserver):
-    """Serves the Compute API paths; `compute(policy=..., backend=...)` sets what they answer."""
+    """Serves the Compute and Cloud Run Admin API paths with a deployment that matches the code;
+    each keyword replaces one answer (`policy_status` answers the policy's path with that error)."""
 
-    def serve(*, policy=None, backend=None, address=None, certificate=None, policy_status=200):
+    def serve(*, policy=None, backend=None, address=None, address_v6=None, certificate=None, policy_status=200,
+              service=None, url_maps=None, backends=(), certificates=(), credentials=None):  # fmt: skip
         if policy is not None or policy_status != 200:
-            body = policy if policy_status == 200 else {"error": {"code": policy_status, "message": "denied or missing", "errors": []}}
+            body = policy if policy_status == 200 else error_json(policy_status)
             httpserver.expect_request(f"{API}/securityPolicies/{POLICY_NAME}").respond_with_json(body, status=policy_status)
-        if backend is not None:
-            httpserver.expect_request(f"{API}/backendServices/{BACKEND_NAME}").respond_with_json(backend)
-        if address is not None:
-            httpserver.expect_request(f"{API}/addresses/{ADDRESS_NAME}").respond_with_json(
-                {"kind": "compute#address", "name": ADDRESS_NAME, "address": address}
-            )
-        if certificate is not None:
-            httpserver.expect_request(f"{API}/sslCertificates/{certificate['name']}").respond_with_json(certificate)
+        for body in [backend or backend_json(), *backends]:
+            httpserver.expect_request(f"{API}/backendServices/{body['name']}").respond_with_json(body)
+        httpserver.expect_request(RUN_API).respond_with_json(service or service_json())
+        for body in url_maps or [url_map_json(), url_map_json(REDIRECT_MAP_NAME, default=None)]:
+            httpserver.expect_request(f"{API}/urlMaps/{body['name']}").respond_with_json(body)
+        for name, value in ((ADDRESS_NAME, address), (ADDRESS_V6_NAME, address_v6)):
+            if value is not None:
+                httpserver.expect_request(f"{API}/addresses/{name}").respond_with_json(
+                    {"kind": "compute#address", "name": name, "address": value}
+                )
+        for body in [certificate, *certificates] if certificate else certificates:
+            httpserver.expect_request(f"{API}/sslCertificates/{body['name']}").respond_with_json(body)
         endpoint = httpserver.url_for("").rstrip("/")
-        return lambda project: ops.Live(project, credentials=AnonymousCredentials(), api_endpoint=endpoint)
+        return lambda project: ops.Live(project, credentials=credentials or AnonymousCredentials(), api_endpoint=endpoint)
 
     return serve
 
@@ -81,12 +132,13 @@ def run(command, factory):
     return ops.main([command], live_factory=factory)
 
 
-def test_verify_in_sync_exits_0(env, compute, capsys):
-    settings = env(ALLOWED_IP_RANGES="203.0.113.4, 2001:db8::/32")
+@pytest.mark.parametrize("extra", [{}, {"DOMAIN": "api.example.com"}], ids=["http", "https"])
+def test_verify_in_sync_exits_0(env, compute, capsys, extra):
+    settings = env(ALLOWED_IP_RANGES="203.0.113.4, 2001:db8::/32", IPV6="true", **extra)
     factory = compute(policy=policy_json(plan_rules(settings)), backend=backend_json())
 
     assert run("verify", factory) == 0
-    assert f"in sync: the live policy {POLICY_NAME}" in capsys.readouterr().out
+    assert f"in sync: the live policy {POLICY_NAME}, the Cloud Run service and the URL maps' backends" in capsys.readouterr().out
 
 
 def test_verify_reports_an_address_added_by_hand(env, compute, capsys):
@@ -98,6 +150,55 @@ def test_verify_reports_an_address_added_by_hand(env, compute, capsys):
     out = capsys.readouterr().out
     assert "198.51.100.7/32 is allowed by the live policy but not by the code" in out
     assert "differs from the code in 1 ways" in out
+
+
+@pytest.mark.parametrize(
+    "service, words",
+    [
+        (service_json(ingress="INGRESS_TRAFFIC_ALL"),
+         "the Cloud Run service inference admits every caller on the internet, straight to the service and past "
+         "Cloud Armor (ingress INGRESS_TRAFFIC_ALL); the code admits only the load balancer (INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER)"),
+        (service_json(default_uri_disabled=False),
+         "the Cloud Run service inference's run.app URL is open (defaultUriDisabled is off): the project's VPC networks"),
+        (service_json(invoker_iam_disabled=False),
+         "the Cloud Run service inference checks the Cloud Run invoker role again (invokerIamDisabled is off)"),
+    ],
+    ids=["ingress all", "run.app URL open", "invoker check on"],
+)  # fmt: skip
+def test_verify_reports_each_way_around_the_load_balancer(env, compute, capsys, service, words):
+    factory = compute(policy=policy_json(plan_rules(env())), service=service)
+
+    assert run("verify", factory) == 1
+    out = capsys.readouterr().out
+    assert words in out
+    assert "differs from the code in 1 ways" in out
+
+
+def test_verify_reports_every_unguarded_backend_of_the_url_maps(env, compute, capsys):
+    settings = env(DOMAIN="api.example.com")
+    maps = [
+        url_map_json(path_rules=[("/debug/*", f"{SELF_LINK}/backendServices/debug"),
+                                 ("/static/*", f"{SELF_LINK}/backendBuckets/assets")]),
+        url_map_json(REDIRECT_MAP_NAME, default="legacy"),
+    ]  # fmt: skip
+    backends = [backend_json(policy=None, name="debug"), backend_json(policy=f"{SELF_LINK}/securityPolicies/other", name="legacy")]
+    factory = compute(policy=policy_json(plan_rules(settings)), url_maps=maps, backends=backends)
+
+    assert run("verify", factory) == 1
+    out = capsys.readouterr().out
+    assert f"the backend service debug is not guarded by {POLICY_NAME}: its security policy is none (the URL map {URL_MAP_NAME} sends requests to it)" in out
+    assert f"the URL map {URL_MAP_NAME} sends requests to the backend bucket assets, which {POLICY_NAME} cannot guard" in out
+    assert f"the backend service legacy is not guarded by {POLICY_NAME}: its security policy is {SELF_LINK}/securityPolicies/other (the URL map {REDIRECT_MAP_NAME}" in out
+    assert "elsewhere" not in out
+    assert "differs from the code in 3 ways" in out
+
+
+def test_verify_reports_a_default_rule_in_preview(env, compute, capsys):
+    rules = [r if r.priority != 2147483647 else Rule(**{**r.__dict__, "preview": True}) for r in plan_rules(env())]
+    factory = compute(policy=policy_json(rules))
+
+    assert run("verify", factory) == 1
+    assert "the default rule is in preview mode, for which Cloud Armor documents no outcome" in capsys.readouterr().out
 
 
 def test_verify_reports_a_range_removed_by_hand(env, compute, capsys):
@@ -138,48 +239,159 @@ def test_verify_reports_rules_missing_or_added(env, compute, capsys):
     assert "rule 500 (deny(404): manual block) is live but not in the code" in out
 
 
-@pytest.mark.parametrize("status, words", [(404, "does not exist in project p: run `make deploy` first"), (403, "permission denied")])
-def test_verify_explains_a_missing_or_forbidden_policy(env, compute, capsys, status, words):
+@pytest.mark.parametrize(
+    "status, words",
+    [
+        (404, "does not exist in project p: run `make deploy` first"),
+        (403, "permission denied"),
+        (500, "reading the security policy inference-policy failed"),
+    ],
+)  # fmt: skip
+def test_verify_explains_a_missing_or_forbidden_policy_in_one_line(env, compute, capsys, status, words):
     env()
     factory = compute(policy_status=status)
 
     assert run("verify", factory) == 2
-    assert words in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1
+
+
+def test_a_missing_cloud_run_service_is_a_failure_to_check_not_drift(env, compute, httpserver, capsys):
+    factory = compute(policy=policy_json(plan_rules(env())))
+    httpserver.clear_all_handlers()
+    httpserver.expect_request(f"{API}/securityPolicies/{POLICY_NAME}").respond_with_json(policy_json(plan_rules(env())))
+    httpserver.expect_request(RUN_API).respond_with_json(error_json(404), status=404)
+
+    assert run("verify", factory) == 2
+    assert capsys.readouterr().err == (
+        f"error: the Cloud Run service {SERVICE_NAME} in asia-northeast1 does not exist in project p: run `make deploy` first\n"
+    )
+
+
+def test_refused_credentials_give_one_line_and_exit_2(env, compute, httpserver, capsys):
+    """Expired or revoked user credentials: google-auth's real refresh against a token endpoint that says so."""
+    httpserver.expect_request("/token", method="POST").respond_with_json(
+        {"error": "invalid_grant", "error_description": "Token has been expired or revoked."}, status=400
+    )
+    revoked = Credentials(token=None, refresh_token="1//revoked", client_id="c", client_secret="s",
+                          token_uri=httpserver.url_for("/token"))  # fmt: skip
+    factory = compute(policy=policy_json(plan_rules(env())), credentials=revoked)
+
+    assert run("verify", factory) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: Google refused your credentials (invalid_grant: Token has been expired or revoked.)")
+    assert err.rstrip().endswith("run `gcloud auth application-default login` again") and err.count("\n") == 1
+
+
+def test_an_access_token_the_api_refuses_gives_one_line_and_exit_2(env, compute, httpserver, capsys):
+    """The token endpoint grants tokens but the API answers 401 to each: google-auth refreshes, then gives up."""
+    httpserver.expect_request("/token", method="POST").respond_with_json(
+        {"access_token": "ya29.refused", "expires_in": 3600, "token_type": "Bearer"}
+    )
+    granted = Credentials(token=None, refresh_token="1//r", client_id="c", client_secret="s",
+                          token_uri=httpserver.url_for("/token"))  # fmt: skip
+    factory = compute(policy_status=401, credentials=granted)
+    env()
+
+    assert run("verify", factory) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: Google refused your credentials (") and err.count("\n") == 1
+
+
+def test_an_unreachable_api_gives_one_line_and_exit_2(env, capsys):
+    env()
+    closed = f"http://127.0.0.1:{free_port()}"
+    factory = lambda project: ops.Live(project, credentials=AnonymousCredentials(), api_endpoint=closed)  # noqa: E731
+
+    assert run("verify", factory) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: reading the security policy inference-policy failed: Google's API could not be reached")
+    assert err.count("\n") == 1
 
 
 def test_endpoint_prints_the_url_and_ready_curls(env, compute, capsys):
     env()
-    factory = compute(address="34.117.1.2")
+    factory = compute(address=LB_IPV4)
 
     assert run("endpoint", factory) == 0
     out = capsys.readouterr().out
-    assert "endpoint: http://34.117.1.2/inference/" in out
-    assert "one row:  curl -X POST http://34.117.1.2/inference/ -H 'Content-Type: application/json' -d '{\"sepal_length\": 5.1" in out
-    assert "batch:    curl -X POST http://34.117.1.2/inference/" in out and '"instances"' in out
+    assert f"endpoint: http://{LB_IPV4}/inference/" in out
+    assert f"one row:  curl -X POST http://{LB_IPV4}/inference/ -H 'Content-Type: application/json' -d '{{\"sepal_length\": 5.1" in out
+    assert f"batch:    curl -X POST http://{LB_IPV4}/inference/" in out and '"instances"' in out
+    assert "IPv6" not in out and "AAAA" not in out
 
 
-def test_endpoint_with_a_domain_shows_https_and_the_certificate_status(env, compute, capsys):
-    env(DOMAIN="api.example.com")
+def test_endpoint_with_ipv6_prints_both_addresses(env, compute, capsys):
+    env(IPV6="true")
+    factory = compute(address=LB_IPV4, address_v6=LB_IPV6)
+
+    assert run("endpoint", factory) == 0
+    out = capsys.readouterr().out
+    assert f"load balancer address: {LB_IPV4}\nload balancer IPv6 address: {LB_IPV6}\n" in out
+    assert f"over IPv6: http://[{LB_IPV6}]/inference/" in out
+
+
+@pytest.mark.parametrize("ipv6", [False, True], ids=["ipv4 only", "ipv6 too"])
+def test_endpoint_with_a_domain_shows_https_the_records_to_create_and_the_certificate(env, compute, capsys, ipv6):
+    env(DOMAIN="api.example.com", **({"IPV6": "true"} if ipv6 else {}))
     name = certificate_name("api.example.com")
     certificate = {"kind": "compute#sslCertificate", "name": name, "type": "MANAGED",
                    "managed": {"status": "PROVISIONING", "domainStatus": {"api.example.com": "FAILED_NOT_VISIBLE"}}}  # fmt: skip
-    factory = compute(address="34.117.1.2", certificate=certificate)
+    factory = compute(address=LB_IPV4, address_v6=LB_IPV6 if ipv6 else None, certificate=certificate)
 
     assert run("endpoint", factory) == 0
     out = capsys.readouterr().out
     assert "endpoint: https://api.example.com/inference/" in out
+    assert f"DNS records to create for api.example.com:\n  api.example.com.  A     {LB_IPV4}\n" in out
+    assert (f"  api.example.com.  AAAA  {LB_IPV6}\n" in out) is ipv6
     assert f"certificate {name}: PROVISIONING (api.example.com: FAILED_NOT_VISIBLE)" in out
-    assert "point api.example.com's A record at 34.117.1.2" in out
+    assert "HTTPS answers once the certificate is ACTIVE: create the records above" in out
 
 
 def test_missing_credentials_give_one_sentence(tmp_path):
+    result = ops_process(tmp_path)
+
+    assert result.returncode == 2
+    assert result.stderr == "error: no Google credentials found: run `gcloud auth application-default login`\n"
+
+
+def ops_process(tmp_path, **extra) -> subprocess.CompletedProcess:
     closed = f"127.0.0.1:{free_port()}"  # keeps google-auth's metadata-server probe on loopback
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "CLOUDSDK_CONFIG": str(tmp_path),
-           "GCE_METADATA_HOST": closed, "GCE_METADATA_IP": closed, **BASE_ENV}  # fmt: skip
-
-    result = subprocess.run(
+           "GCE_METADATA_HOST": closed, "GCE_METADATA_IP": closed, **BASE_ENV, **extra}  # fmt: skip
+    return subprocess.run(
         [sys.executable, str(ROOT / "cdktf" / "ops.py"), "verify"], env=env, capture_output=True, text=True, timeout=60
     )  # fmt: skip
 
+
+def test_a_corrupt_credentials_file_gives_one_line(tmp_path):
+    key = tmp_path / "key.json"
+    key.write_text("{not json")
+
+    result = ops_process(tmp_path, GOOGLE_APPLICATION_CREDENTIALS=str(key))
+
     assert result.returncode == 2
-    assert result.stderr.strip() == "error: no Google credentials found: run `gcloud auth application-default login`"
+    assert result.stderr.startswith(f"error: the credentials file GOOGLE_APPLICATION_CREDENTIALS={key} cannot be used (")
+    assert result.stderr.count("\n") == 1
+
+
+
+@pytest.mark.parametrize("new_status", ["PROVISIONING", "ACTIVE"])
+def test_endpoint_during_a_domain_change_says_when_to_drop_the_old_certificate(env, compute, capsys, new_status):
+    env(DOMAIN="api2.example.com", PREVIOUS_DOMAIN="api.example.com")
+    new, old = certificate_name("api2.example.com"), certificate_name("api.example.com")
+    certificates = [
+        {"kind": "compute#sslCertificate", "name": new, "type": "MANAGED", "managed": {"status": new_status}},
+        {"kind": "compute#sslCertificate", "name": old, "type": "MANAGED", "managed": {"status": "ACTIVE"}},
+    ]
+    factory = compute(address=LB_IPV4, certificates=certificates)
+
+    assert run("endpoint", factory) == 0
+    out = capsys.readouterr().out
+    assert "endpoint: https://api2.example.com/inference/" in out
+    assert f"certificate {new}: {new_status}" in out
+    assert f"previous certificate {old} (api.example.com): ACTIVE" in out
+    if new_status == "ACTIVE":
+        assert "the new certificate is ACTIVE: unset PREVIOUS_DOMAIN and `make deploy` drops the old one" in out
+    else:
+        assert "api.example.com is still served meanwhile; keep PREVIOUS_DOMAIN until the new certificate is ACTIVE" in out

@@ -78,3 +78,11 @@ def test_checkov_finds_no_failed_check_in_the_hcl(tmp_path):
     assert summary["resource_count"] >= 10
     assert summary["failed"] == 0, scan.stdout
     assert summary["passed"] > 0
+
+
+def test_a_tag_only_image_is_warned_about_once_on_stderr(cli_output):
+    _, result = cli_output
+
+    # cdktf-cli relays the app's stderr; BASE_ENV leaves IMAGE at its `:latest` default.
+    assert (result.stdout + result.stderr).count("warning: IMAGE ") == 1
+    assert "is given by tag, not by digest" in result.stdout + result.stderr

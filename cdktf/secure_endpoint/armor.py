@@ -1,9 +1,11 @@
 """Cloud Armor's decision for a client address, computed from a policy's rules.
 
 Evaluated as Cloud Armor does: rules in ascending priority, the first enforced match wins;
-`SRC_IPS_V1` ranges match IPv4 and IPv6 addresses and `*` matches all; a rule in preview mode is
-logged, not enforced. An expression rule (CEL: WAF signatures, headers, regions) depends on more
-than the address, so it is reported as not evaluated rather than guessed.
+`SRC_IPS_V1` ranges match addresses of their own family and `*` matches all; a rule in preview
+mode is logged, not enforced. An expression rule (CEL: WAF signatures, headers, regions) depends
+on more than the address, so it is reported as not evaluated rather than guessed. A policy the
+API would refuse (two rules at one priority) or whose outcome is undocumented (the default rule
+in preview) cannot be judged: `check_policy` says why.
 """
 
 import ipaddress
@@ -12,6 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 ALLOWING_ACTIONS = ("allow", "throttle")  # throttle: allowed up to the rate limit
+DEFAULT_RULE_PRIORITY = 2147483647
+
+
+class PolicyError(ValueError):
+    """The rules do not form a policy whose decisions are documented."""
 
 
 @dataclass(frozen=True)
@@ -33,6 +40,8 @@ class Decision:
     rule: Rule | None
     previews: tuple[Rule, ...] = ()
     not_evaluated: tuple[Rule, ...] = field(default=())
+    # `::ffff:203.0.113.4` is an IPv6 address: IPv4 ranges never match it.
+    ipv4_mapped: str | None = None
 
     @property
     def action(self) -> str:
@@ -61,9 +70,31 @@ def rules_from_terraform(policy: Mapping[str, Any]) -> list[Rule]:
     return sorted(rules, key=lambda rule: rule.priority)
 
 
+def check_policy(rules: Iterable[Rule]) -> None:
+    """PolicyError when the API would refuse these rules or Cloud Armor documents no outcome."""
+    by_priority: dict[int, list[Rule]] = {}
+    for rule in rules:
+        by_priority.setdefault(rule.priority, []).append(rule)
+    shared = {priority: group for priority, group in by_priority.items() if len(group) > 1}
+    if shared:
+        priority, group = min(shared.items())
+        raise PolicyError(
+            f"{len(group)} rules share priority {priority} "
+            f"({', '.join(repr(r.description or r.action) for r in group)}); "
+            "the API refuses such a policy, so nothing can be said about what it lets in"
+        )
+    default = by_priority.get(DEFAULT_RULE_PRIORITY, [None])[0]
+    if default is not None and default.preview:
+        raise PolicyError(
+            f"the default rule (priority {DEFAULT_RULE_PRIORITY}) is in preview mode, for which "
+            "Cloud Armor documents no outcome; take it out of preview"
+        )
+
+
 def decide(rules: Iterable[Rule], address: str) -> Decision:
     """ValueError when `address` is not an IPv4 or IPv6 address."""
     ip = ipaddress.ip_address(address.strip())
+    mapped = str(ip.ipv4_mapped) if ip.version == 6 and ip.ipv4_mapped else None
     previews, not_evaluated = [], []
     for rule in sorted(rules, key=lambda r: r.priority):
         if rule.expression is not None:
@@ -74,8 +105,8 @@ def decide(rules: Iterable[Rule], address: str) -> Decision:
         if rule.preview:
             previews.append(rule)
             continue
-        return Decision(str(ip), rule, tuple(previews), tuple(not_evaluated))
-    return Decision(str(ip), None, tuple(previews), tuple(not_evaluated))
+        return Decision(str(ip), rule, tuple(previews), tuple(not_evaluated), mapped)
+    return Decision(str(ip), None, tuple(previews), tuple(not_evaluated), mapped)
 
 
 def _matches(rule: Rule, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:

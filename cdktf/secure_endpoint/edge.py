@@ -15,6 +15,7 @@ from cdktf_cdktf_provider_google.compute_managed_ssl_certificate import (
 from cdktf_cdktf_provider_google.compute_region_network_endpoint_group import (
     ComputeRegionNetworkEndpointGroup,
 )
+from cdktf_cdktf_provider_google.compute_ssl_policy import ComputeSslPolicy
 from cdktf_cdktf_provider_google.compute_security_policy import (
     ComputeSecurityPolicy,
     ComputeSecurityPolicyAdaptiveProtectionConfig,
@@ -35,25 +36,37 @@ from constructs import Construct
 from secure_endpoint.armor import Rule
 from secure_endpoint.plan import (
     ADDRESS_NAME,
+    ADDRESS_V6_NAME,
     BACKEND_NAME,
     NAME,
     POLICY_NAME,
+    REDIRECT_MAP_NAME,
+    SSL_POLICY_NAME,
+    URL_MAP_NAME,
     certificate_name,
     plan_rules,
 )
 from secure_endpoint.settings import EndpointSettings
 
 
+# Where the stack kept its one certificate before certificates were keyed by domain.
+UNKEYED_CERTIFICATE = "google_compute_managed_ssl_certificate.edge_certificate_4B15C2CA"
+
+
 class ArmoredEdge(Construct):
-    """The public side: one static address, Cloud Armor in front of the serving NEG.
+    """The public side: one static address (two with IPV6), Cloud Armor in front of the serving NEG.
 
         client ─► global address ─► forwarding rule :80 ─► HTTP proxy ─► URL map ─┐
                   (with DOMAIN:     forwarding rule :443 ─► HTTPS proxy + managed ─┤   port 80 then only
-                                    certificate; port 80 ─► redirect-only URL map) │   redirects to HTTPS
-                                                                                  ▼
+                                    certificate(s), SSL policy MODERN, TLS >= 1.2; │   answers 308 to
+                                    port 80 ─► redirect-only URL map)              │   HTTPS
+                  (with IPV6: an IPv6 global address with the same forwarding      │
+                   rules, onto the same proxies)                                   ▼
         Cloud Armor policy (WAF, allowlist, deny 403) ─► backend service (request logs) ─► serverless NEG
 
-    Outputs: `address`, `policy`, `backend`, `url_map`, `url`.
+    With PREVIOUS_DOMAIN, the old domain's certificate stays on the HTTPS proxy beside the new one.
+
+    Outputs: `address`, `address_v6` (None without IPV6), `policy`, `backend`, `url_map`, `url`.
     """
 
     def __init__(
@@ -70,6 +83,16 @@ class ArmoredEdge(Construct):
             self, "address", name=ADDRESS_NAME, address_type="EXTERNAL", ip_version="IPV4",
             description="Static address of the inference load balancer",
         )  # fmt: skip
+        # A setting of its own, not inferred from the ranges: removing the last IPv6 range must
+        # not release an address that a published AAAA record still points at.
+        self.address_v6 = (
+            ComputeGlobalAddress(
+                self, "address-v6", name=ADDRESS_V6_NAME, address_type="EXTERNAL", ip_version="IPV6",
+                description="Static IPv6 address of the inference load balancer",
+            )  # fmt: skip
+            if settings.ipv6
+            else None
+        )
 
         self.policy = ComputeSecurityPolicy(
             self,
@@ -101,24 +124,36 @@ class ArmoredEdge(Construct):
         )
 
         self.url_map = ComputeUrlMap(
-            self, "url-map", name=f"{NAME}-lb", default_service=self.backend.id,
+            self, "url-map", name=URL_MAP_NAME, default_service=self.backend.id,
             description="Every path to the inference backend",
         )  # fmt: skip
 
         if settings.domain:
-            self.certificate = self._certificate(settings.domain)
+            previous = settings.previous_domain
+            # State from before certificates were keyed by domain holds the one live certificate:
+            # the old domain's while a change is under way, else the domain's own.
+            self.certificate = self._certificate(settings.domain, takes_over_unkeyed=not previous)
+            self.previous_certificate = (
+                self._certificate(previous, takes_over_unkeyed=True) if previous else None
+            )
+            certificates = [c for c in (self.certificate, self.previous_certificate) if c is not None]
+            self.ssl_policy = ComputeSslPolicy(
+                self, "ssl-policy", name=SSL_POLICY_NAME, profile="MODERN", min_tls_version="TLS_1_2",
+                description="TLS 1.2 or later with forward-secret ciphers",
+            )  # fmt: skip
             https_proxy = ComputeTargetHttpsProxy(
                 self, "https-proxy", name=f"{NAME}-https-proxy", url_map=self.url_map.id,
-                ssl_certificates=[self.certificate.id],
+                ssl_certificates=[c.id for c in certificates], ssl_policy=self.ssl_policy.id,
             )  # fmt: skip
-            self._forwarding_rule("https", https_proxy.id, port=443)
+            self._forwarding_rules("https", https_proxy.id, port=443)
             self.redirect_map = ComputeUrlMap(
                 self,
                 "http-redirect",
-                name=f"{NAME}-http-redirect",
+                name=REDIRECT_MAP_NAME,
                 description="Port 80 redirects to HTTPS",
+                # 308 keeps the method: a POST is redirected as a POST, not turned into a GET.
                 default_url_redirect=ComputeUrlMapDefaultUrlRedirect(
-                    https_redirect=True, strip_query=False, redirect_response_code="MOVED_PERMANENTLY_DEFAULT"
+                    https_redirect=True, strip_query=False, redirect_response_code="PERMANENT_REDIRECT"
                 ),
             )
             http_map = self.redirect_map
@@ -127,7 +162,7 @@ class ArmoredEdge(Construct):
             http_map = self.url_map
             self.url = f"http://{self.address.address}"
         http_proxy = ComputeTargetHttpProxy(self, "http-proxy", name=f"{NAME}-http-proxy", url_map=http_map.id)
-        self._forwarding_rule("http", http_proxy.id, port=80)
+        self._forwarding_rules("http", http_proxy.id, port=80)
 
     def _rule(self, plan: Rule, settings: EndpointSettings) -> ComputeSecurityPolicyRule:
         if plan.expression is not None:
@@ -158,27 +193,36 @@ class ArmoredEdge(Construct):
             preview=plan.preview or None,
         )
 
-    def _certificate(self, domain: str) -> ComputeManagedSslCertificate:
-        # A certificate in use cannot change in place: a new domain gets a new name, created
-        # before the old one is destroyed.
-        return ComputeManagedSslCertificate(
+    def _certificate(self, domain: str, *, takes_over_unkeyed: bool) -> ComputeManagedSslCertificate:
+        """One certificate per domain, keyed by it: a new DOMAIN adds a resource instead of
+        replacing the one in use, which stays until the new one is ACTIVE (PREVIOUS_DOMAIN)."""
+        name = certificate_name(domain)
+        certificate = ComputeManagedSslCertificate(
             self,
-            "certificate",
-            name=certificate_name(domain),
+            name,
+            name=name,
             managed=ComputeManagedSslCertificateManaged(domains=[domain]),
             lifecycle=TerraformResourceLifecycle(create_before_destroy=True),
         )
+        if takes_over_unkeyed:
+            certificate.move_from_id(UNKEYED_CERTIFICATE)
+        return certificate
 
-    def _forwarding_rule(self, scheme: str, target: str, *, port: int) -> ComputeGlobalForwardingRule:
-        return ComputeGlobalForwardingRule(
-            self,
-            f"{scheme}-forwarding-rule",
-            name=f"{NAME}-{scheme}",
-            description=f"Inference load balancer, {scheme.upper()} on port {port}",
-            load_balancing_scheme="EXTERNAL_MANAGED",
-            target=target,
-            ip_address=self.address.address,
-            ip_protocol="TCP",
-            port_range=str(port),
-        )
+    def _forwarding_rules(self, scheme: str, target: str, *, port: int) -> None:
+        """One rule per address; the IPv4 rule keeps its name so that IPV6=true replaces nothing."""
+        addresses = [("", "", self.address)]
+        if self.address_v6 is not None:
+            addresses.append(("-ipv6", ", IPv6", self.address_v6))
+        for suffix, family, address in addresses:
+            ComputeGlobalForwardingRule(
+                self,
+                f"{scheme}-forwarding-rule{suffix}",
+                name=f"{NAME}-{scheme}{suffix}",
+                description=f"Inference load balancer, {scheme.upper()} on port {port}{family}",
+                load_balancing_scheme="EXTERNAL_MANAGED",
+                target=target,
+                ip_address=address.address,
+                ip_protocol="TCP",
+                port_range=str(port),
+            )
 

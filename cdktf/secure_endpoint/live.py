@@ -1,20 +1,29 @@
-"""The deployed endpoint, read through the Compute Engine API (google-cloud-compute, REST).
+"""The deployed endpoint, read through the Compute Engine and Cloud Run Admin APIs (REST).
 
-`Live` wraps the clients; `endpoint_report` and `drift` turn what they read into plain words.
+`Live` wraps the clients (google-cloud-compute, google-cloud-run); `endpoint_report` and `drift`
+turn what they read into plain words.
 """
 
 import ipaddress
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from secure_endpoint.armor import ALLOWING_ACTIONS, Rule
 from secure_endpoint.plan import (
     ADDRESS_NAME,
+    ADDRESS_V6_NAME,
     BACKEND_NAME,
     DEFAULT_RULE_PRIORITY,
+    DEFAULT_URI_DISABLED,
     DENY,
+    INGRESS,
+    INVOKER_IAM_DISABLED,
     POLICY_NAME,
+    REDIRECT_MAP_NAME,
+    SERVICE_NAME,
+    URL_MAP_NAME,
     certificate_name,
     plan_rules,
 )
@@ -28,9 +37,14 @@ class LiveError(Exception):
     """One sentence saying what to do; no traceback."""
 
 
+LOGIN = "gcloud auth application-default login"
+
+
 class Live:
+    """Reads what is deployed; every failure to read becomes one LiveError sentence."""
+
     def __init__(self, project: str, *, credentials: Any = None, api_endpoint: str | None = None):
-        from google.cloud import compute_v1
+        from google.cloud import compute_v1, run_v2
 
         options = {"api_endpoint": api_endpoint} if api_endpoint else None
         common = {"credentials": credentials, "transport": "rest", "client_options": options}
@@ -38,7 +52,9 @@ class Live:
         self._addresses = compute_v1.GlobalAddressesClient(**common)
         self._policies = compute_v1.SecurityPoliciesClient(**common)
         self._backends = compute_v1.BackendServicesClient(**common)
+        self._url_maps = compute_v1.UrlMapsClient(**common)
         self._certificates = compute_v1.SslCertificatesClient(**common)
+        self._services = run_v2.ServicesClient(**common)
 
     @classmethod
     def with_default_credentials(cls, project: str) -> "Live":
@@ -47,41 +63,75 @@ class Live:
 
         try:
             credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
-        except DefaultCredentialsError:
-            raise LiveError(
-                "no Google credentials found: run `gcloud auth application-default login`"
-            ) from None
+        except DefaultCredentialsError as error:
+            path = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
+            if path:
+                reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+                raise LiveError(
+                    f"the credentials file GOOGLE_APPLICATION_CREDENTIALS={path} cannot be used ({reason}): "
+                    f"point it at a valid key file, or unset it and run `{LOGIN}`"
+                ) from None
+            raise LiveError(f"no Google credentials found: run `{LOGIN}`") from None
         return cls(project, credentials=credentials)
 
-    def address(self) -> str:
-        return self._get("global address", ADDRESS_NAME, self._addresses.get, address=ADDRESS_NAME).address
+    def address(self, name: str = ADDRESS_NAME) -> str:
+        return self._get("global address", name, self._addresses.get, address=name).address
 
     def policy(self):
         return self._get("security policy", POLICY_NAME, self._policies.get, security_policy=POLICY_NAME)
 
-    def backend(self):
-        return self._get("backend service", BACKEND_NAME, self._backends.get, backend_service=BACKEND_NAME)
+    def backend(self, name: str = BACKEND_NAME):
+        return self._get("backend service", name, self._backends.get, backend_service=name)
+
+    def url_map(self, name: str):
+        return self._get("URL map", name, self._url_maps.get, url_map=name)
 
     def certificate(self, domain: str):
         name = certificate_name(domain)
         return self._get("certificate", name, self._certificates.get, ssl_certificate=name)
 
+    def service(self, region: str):
+        """The Cloud Run service through the Admin API v2 (`defaultUriDisabled` is a v2 field)."""
+        path = f"projects/{self.project}/locations/{region}/services/{SERVICE_NAME}"
+        what = f"Cloud Run service {SERVICE_NAME} in {region}"
+        return self._call(what, "roles/run.viewer", self._services.get_service, name=path)
+
     def _get(self, kind: str, name: str, call, **names):
+        return self._call(f"{kind} {name}", "roles/compute.viewer", call, project=self.project, **names)
+
+    def _call(self, what: str, role: str, call, **arguments):
+        import requests
         from google.api_core import exceptions
+        from google.auth import exceptions as auth_exceptions
 
         try:
-            return call(project=self.project, **names)
+            return call(**arguments)
+        except auth_exceptions.RefreshError as error:
+            raise LiveError(_refused(error.args[0] if error.args else error)) from None
+        except exceptions.Unauthorized as error:
+            raise LiveError(_refused(error.message or error)) from None
         except exceptions.NotFound:
             raise LiveError(
-                f"the {kind} {name} does not exist in project {self.project}: run `make deploy` first"
+                f"the {what} does not exist in project {self.project}: run `make deploy` first"
             ) from None
         except exceptions.Forbidden:
             raise LiveError(
-                f"permission denied reading the {kind} {name} in project {self.project}: "
-                "your account needs roles/compute.viewer there"
+                f"permission denied reading the {what} in project {self.project}: "
+                f"your account needs {role} there"
             ) from None
         except exceptions.GoogleAPICallError as error:
-            raise LiveError(f"reading the {kind} {name} failed: {error.message or error}") from None
+            raise LiveError(f"reading the {what} failed: {error.message or error}") from None
+        except (auth_exceptions.TransportError, requests.RequestException) as error:
+            raise LiveError(
+                f"reading the {what} failed: Google's API could not be reached ({error})"
+            ) from None
+
+
+def _refused(reason) -> str:
+    return (
+        f"Google refused your credentials ({reason}); they may have expired or been revoked: "
+        f"run `{LOGIN}` again"
+    )
 
 
 @dataclass(frozen=True)
@@ -92,25 +142,50 @@ class EndpointReport:
 
 def endpoint_report(live: Live, settings: EndpointSettings) -> EndpointReport:
     address = live.address()
+    address_v6 = live.address(ADDRESS_V6_NAME) if settings.ipv6 else None
     base = f"https://{settings.domain}" if settings.domain else f"http://{address}"
     url = f"{base}/inference/"
-    lines = [
-        f"load balancer address: {address}",
+    lines = [f"load balancer address: {address}"]
+    if address_v6:
+        lines.append(f"load balancer IPv6 address: {address_v6}")
+    lines += [
         f"endpoint: {url}",
         f"one row:  curl -X POST {url} -H 'Content-Type: application/json' -d '{SEED_BODY}'",
         f"batch:    curl -X POST {url} -H 'Content-Type: application/json' -d '{BATCH_BODY}'",
     ]
+    if address_v6 and not settings.domain:
+        lines.append(f"over IPv6: http://[{address_v6}]/inference/")
     if settings.domain:
+        records = [("A", address)] + ([("AAAA", address_v6)] if address_v6 else [])
+        lines.append(f"DNS records to create for {settings.domain}:")
+        lines += [f"  {settings.domain}.  {kind:<4}  {value}" for kind, value in records]
         certificate = live.certificate(settings.domain)
         status = certificate.managed.status
         domains = ", ".join(f"{d}: {s}" for d, s in certificate.managed.domain_status.items())
         lines.append(f"certificate {certificate.name}: {status}" + (f" ({domains})" if domains else ""))
         if status != "ACTIVE":
             lines.append(
-                f"HTTPS answers once the certificate is ACTIVE: point {settings.domain}'s A record at "
-                f"{address}; provisioning then takes up to an hour"
+                "HTTPS answers once the certificate is ACTIVE: create the records above; "
+                "provisioning then takes up to an hour"
             )
+        if settings.previous_domain:
+            lines += _domain_change(live, settings.previous_domain, new_active=status == "ACTIVE")
     return EndpointReport(url=url, lines=lines)
+
+
+def _domain_change(live: Live, previous_domain: str, *, new_active: bool) -> list[str]:
+    old = live.certificate(previous_domain)
+    lines = [f"previous certificate {old.name} ({previous_domain}): {old.managed.status}"]
+    if new_active:
+        lines.append(
+            "the new certificate is ACTIVE: unset PREVIOUS_DOMAIN and `make deploy` drops the old one"
+        )
+    else:
+        lines.append(
+            f"{previous_domain} is still served meanwhile; "
+            "keep PREVIOUS_DOMAIN until the new certificate is ACTIVE"
+        )
+    return lines
 
 
 def live_rules(policy) -> list[Rule]:
@@ -131,7 +206,12 @@ def live_rules(policy) -> list[Rule]:
 
 
 def drift(live: Live, settings: EndpointSettings) -> list[str]:
-    """Every difference between the live policy and what the code synthesizes, in plain words."""
+    """Every difference between what is live and what the code synthesizes, in plain words:
+    the policy's rules, then every other way in (the service's own settings, the URL maps)."""
+    return _policy_drift(live, settings) + _service_drift(live, settings) + _url_map_drift(live, settings)
+
+
+def _policy_drift(live: Live, settings: EndpointSettings) -> list[str]:
     expected = plan_rules(settings)
     policy = live.policy()
     actual = live_rules(policy)
@@ -141,17 +221,89 @@ def drift(live: Live, settings: EndpointSettings) -> list[str]:
     if not defaults or defaults[0].action != DENY or defaults[0].src_ip_ranges != ("*",):
         found = f"{defaults[0].action} on {list(defaults[0].src_ip_ranges)}" if defaults else "missing"
         differences.append(f"the default rule is {found}; expected {DENY} on ['*']")
+    if defaults and defaults[0].preview:
+        differences.append(
+            "the default rule is in preview mode, for which Cloud Armor documents no outcome; "
+            "the code keeps it enforced"
+        )
 
     if not policy.adaptive_protection_config.layer7_ddos_defense_config.enable:
         differences.append("adaptive protection's layer-7 DDoS defense is off; the code turns it on")
+    return differences
 
-    attached = live.backend().security_policy
-    if not attached.endswith(f"/securityPolicies/{POLICY_NAME}") and attached != POLICY_NAME:
+
+_INGRESS_WORDS = {
+    "INGRESS_TRAFFIC_ALL": "every caller on the internet, straight to the service and past Cloud Armor",
+    "INGRESS_TRAFFIC_INTERNAL_ONLY": "internal traffic only, which shuts out the external load balancer",
+}
+
+
+def _service_drift(live: Live, settings: EndpointSettings) -> list[str]:
+    service = live.service(settings.region)
+    label = f"the Cloud Run service {SERVICE_NAME}"
+    differences = []
+    ingress = service.ingress.name
+    if ingress != INGRESS:
+        admits = _INGRESS_WORDS.get(ingress, ingress)
         differences.append(
-            f"the backend service {BACKEND_NAME} is not guarded by {POLICY_NAME}: "
-            f"its security policy is {attached or 'none'}"
+            f"{label} admits {admits} (ingress {ingress}); "
+            f"the code admits only the load balancer ({INGRESS})"
+        )
+    if bool(service.default_uri_disabled) != DEFAULT_URI_DISABLED:
+        differences.append(
+            f"{label}'s run.app URL is open (defaultUriDisabled is off): the project's VPC networks, "
+            "its other load balancers and Google services such as Pub/Sub pushes reach it without "
+            "passing Cloud Armor; the code closes it"
+        )
+    if bool(service.invoker_iam_disabled) != INVOKER_IAM_DISABLED:
+        differences.append(
+            f"{label} checks the Cloud Run invoker role again (invokerIamDisabled is off): the load "
+            "balancer's anonymous clients get Cloud Run's 403, and whoever holds the role decides "
+            "access instead of the code; the code turns the check off"
         )
     return differences
+
+
+def _url_map_drift(live: Live, settings: EndpointSettings) -> list[str]:
+    """Every backend a URL map can send a request to must carry the policy."""
+    differences = []
+    names = [URL_MAP_NAME] + ([REDIRECT_MAP_NAME] if settings.domain else [])
+    checked: set[str] = set()
+    for map_name in names:
+        url_map = live.url_map(map_name)
+        for link in _backend_links(type(url_map).to_dict(url_map)):
+            kind, _, name = link.rstrip("/").rpartition("/")
+            if link in checked:
+                continue
+            checked.add(link)
+            if kind.endswith("backendBuckets"):
+                differences.append(
+                    f"the URL map {map_name} sends requests to the backend bucket {name}, "
+                    f"which {POLICY_NAME} cannot guard"
+                )
+                continue
+            attached = live.backend(name).security_policy
+            if not attached.endswith(f"/securityPolicies/{POLICY_NAME}") and attached != POLICY_NAME:
+                differences.append(
+                    f"the backend service {name} is not guarded by {POLICY_NAME}: "
+                    f"its security policy is {attached or 'none'}"
+                    + ("" if name == BACKEND_NAME else f" (the URL map {map_name} sends requests to it)")
+                )
+    return differences
+
+
+def _backend_links(node) -> Iterator[str]:
+    """Every backend a URL map names: default and per-path services, weighted and mirrored ones.
+    Its `tests` name backends too, but only as expectations, so they are skipped."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("default_service", "service", "backend_service") and isinstance(value, str) and value:
+                yield value
+            elif key != "tests":
+                yield from _backend_links(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _backend_links(item)
 
 
 def _allowed_ranges(rules: Iterable[Rule]) -> set:

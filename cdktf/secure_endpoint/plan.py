@@ -1,20 +1,29 @@
-"""What the edge is made of, in plain Python: resource names and the Cloud Armor rules.
+"""What the endpoint is made of, in plain Python: resource names, the exposure, the Cloud Armor rules.
 
-`edge.ArmoredEdge` turns these into resources; `ops verify` compares them with the live policy
-without loading CDKTF.
+`serving.ServingBackend` and `edge.ArmoredEdge` turn these into resources; `ops verify` compares
+them with what is live without loading CDKTF.
 """
 
 import hashlib
 
 from secure_endpoint.allowlist import chunk_ranges
-from secure_endpoint.armor import Rule
+from secure_endpoint.armor import DEFAULT_RULE_PRIORITY, Rule
 from secure_endpoint.settings import EndpointSettings
 
 NAME = "inference"
+SERVICE_NAME = NAME
 ADDRESS_NAME = f"{NAME}-lb-ip"
+ADDRESS_V6_NAME = f"{NAME}-lb-ipv6"
 POLICY_NAME = f"{NAME}-policy"
 BACKEND_NAME = f"{NAME}-backend"
-DEFAULT_RULE_PRIORITY = 2147483647
+URL_MAP_NAME = f"{NAME}-lb"
+REDIRECT_MAP_NAME = f"{NAME}-http-redirect"
+SSL_POLICY_NAME = f"{NAME}-ssl-policy"
+# The service admits the load balancer only, its run.app URL is closed, and the invoker IAM check
+# is off: the load balancer's clients are anonymous, so ingress plus Cloud Armor is the gate.
+INGRESS = "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"
+DEFAULT_URI_DISABLED = True
+INVOKER_IAM_DISABLED = True
 ALLOW_PRIORITY_START = 1000
 # Cloud Armor stops at the first matching rule, lowest number first: WAF rules that are meant to
 # guard allowed clients too must come before the allow rules.

@@ -1,5 +1,8 @@
 """The serving side: the Cloud Run service, its identity, and the NEG the load balancer points at."""
 
+import sys
+
+from cdktf import TerraformProvider, TerraformResourceLifecycle
 from cdktf_cdktf_provider_google.cloud_run_v2_service import (
     CloudRunV2Service,
     CloudRunV2ServiceTemplate,
@@ -17,35 +20,51 @@ from cdktf_cdktf_provider_google.compute_region_network_endpoint_group import (
     ComputeRegionNetworkEndpointGroup,
     ComputeRegionNetworkEndpointGroupCloudRun,
 )
+from cdktf_cdktf_provider_google.data_google_artifact_registry_docker_image import (
+    DataGoogleArtifactRegistryDockerImage,
+)
 from cdktf_cdktf_provider_google.service_account import ServiceAccount
 from cdktf_cdktf_provider_google.storage_bucket_iam_member import StorageBucketIamMember
+from cdktf_cdktf_provider_time.sleep import Sleep
 from constructs import Construct
 
+from secure_endpoint.image import artifact_registry_image, tag_warning
+from secure_endpoint.plan import DEFAULT_URI_DISABLED, INGRESS, INVOKER_IAM_DISABLED, SERVICE_NAME
 from secure_endpoint.settings import EndpointSettings
 
-SERVICE_NAME = "inference"
 CONTAINER_PORT = 5000
 READY_PATH = "/readyz"
 HEALTH_PATH = "/healthz"
 MODEL_READER_ROLE = "roles/storage.objectViewer"
-INGRESS = "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"
+# As the google-beta provider's own acceptance test of default_uri_disabled sets it.
+LAUNCH_STAGE = "BETA"
+# A bucket IAM grant usually reaches Cloud Storage within a minute, sometimes in up to seven: the
+# service starts only after this wait, and its startup probe then allows Cloud Run's most, 240 s.
+MODEL_ACCESS_WAIT = "90s"
+STARTUP_PROBE_PERIOD_SECONDS = 10
+STARTUP_PROBE_FAILURES = 24
 
 
 class ServingBackend(Construct):
     """The inference service, reachable only through the load balancer.
 
         service account ── objectViewer on the model's bucket (not storage.admin on the project)
-              │
+              │                   │
+              │                   ▼ a new grant restarts
+              │          time_sleep (IAM propagation) ── the service waits for it
               ▼ runs as
-        Cloud Run v2 service "inference" ── ingress: internal + load balancer only,
-              ▲                              invoker IAM check off (the ingress rule is the gate)
+        Cloud Run v2 service "inference" ── ingress: internal + load balancer only, run.app URL
+              ▲  (google-beta provider)      closed, invoker IAM check off (ingress is the gate);
+              │                              image pinned by digest (a tag resolved at plan)
               │ points at
-        serverless NEG (same region)  ──►  `self.neg`, the backend of the edge
+        serverless NEG "inference-neg-REGION" (created before the old one goes) ──► `self.neg`
 
-    Outputs: `service`, `service_account`, `neg`.
+    Outputs: `service`, `service_account`, `model_access_wait`, `neg`.
     """
 
-    def __init__(self, scope: Construct, id: str, *, settings: EndpointSettings):
+    def __init__(
+        self, scope: Construct, id: str, *, settings: EndpointSettings, beta_provider: TerraformProvider
+    ):
         super().__init__(scope, id)
 
         self.service_account = ServiceAccount(
@@ -63,6 +82,13 @@ class ServingBackend(Construct):
             role=MODEL_READER_ROLE,
             member=self.service_account.member,
         )
+        # Its id changes with a new grant (another bucket, another account): the wait runs again.
+        self.model_access_wait = Sleep(
+            self,
+            "model-access-wait",
+            create_duration=MODEL_ACCESS_WAIT,
+            triggers={"model_reader": self.model_reader.id},
+        )
 
         self.service = CloudRunV2Service(
             self,
@@ -73,8 +99,14 @@ class ServingBackend(Construct):
             ingress=INGRESS,
             # Callers are anonymous clients of the load balancer: the gate is ingress plus Cloud
             # Armor, not IAM. Unlike an allUsers binding, this works under domain-restricted sharing.
-            invoker_iam_disabled=True,
+            invoker_iam_disabled=INVOKER_IAM_DISABLED,
             deletion_protection=settings.deletion_protection,
+            # The API reports GA back once no preview feature is in use: without ignore_changes
+            # every plan would propose setting BETA again.
+            launch_stage=LAUNCH_STAGE,
+            provider=beta_provider,
+            lifecycle=TerraformResourceLifecycle(ignore_changes=["launch_stage"]),
+            depends_on=[self.model_access_wait],
             template=CloudRunV2ServiceTemplate(
                 service_account=self.service_account.email,
                 max_instance_request_concurrency=settings.concurrency,
@@ -86,7 +118,7 @@ class ServingBackend(Construct):
                 containers=[
                     CloudRunV2ServiceTemplateContainers(
                         name=SERVICE_NAME,
-                        image=settings.image,
+                        image=self._pinned_image(settings.image),
                         ports=CloudRunV2ServiceTemplateContainersPorts(container_port=CONTAINER_PORT),
                         env=[
                             CloudRunV2ServiceTemplateContainersEnv(name="MODEL_URI", value=settings.model_uri),
@@ -104,9 +136,9 @@ class ServingBackend(Construct):
                         # /readyz loads the model, so an instance takes traffic only once it can answer.
                         startup_probe=CloudRunV2ServiceTemplateContainersStartupProbe(
                             http_get=CloudRunV2ServiceTemplateContainersStartupProbeHttpGet(path=READY_PATH),
-                            period_seconds=2,
-                            timeout_seconds=2,
-                            failure_threshold=30,
+                            period_seconds=STARTUP_PROBE_PERIOD_SECONDS,
+                            timeout_seconds=5,
+                            failure_threshold=STARTUP_PROBE_FAILURES,
                         ),
                         liveness_probe=CloudRunV2ServiceTemplateContainersLivenessProbe(
                             http_get=CloudRunV2ServiceTemplateContainersLivenessProbeHttpGet(path=HEALTH_PATH),
@@ -118,12 +150,38 @@ class ServingBackend(Construct):
                 ],
             ),
         )
+        # With ingress "internal and load balancer", the run.app URL still answers the project's
+        # VPC networks, its other load balancers and Google services such as Pub/Sub pushes, none
+        # of which pass Cloud Armor. google-beta 6.50 knows the attribute; the GA bindings do not.
+        self.service.add_override("default_uri_disabled", DEFAULT_URI_DISABLED)
 
+        # A new REGION replaces the NEG while the backend service still uses the old one: the new
+        # one must exist first (under another name) for the backend service to move onto it.
         self.neg = ComputeRegionNetworkEndpointGroup(
             self,
             "neg",
-            name=f"{SERVICE_NAME}-neg",
+            name=f"{SERVICE_NAME}-neg-{settings.region}",
             region=self.service.location,
             network_endpoint_type="SERVERLESS",
             cloud_run=ComputeRegionNetworkEndpointGroupCloudRun(service=self.service.name),
+            lifecycle=TerraformResourceLifecycle(create_before_destroy=True),
         )
+
+    def _pinned_image(self, image: str) -> str:
+        """The image by digest: as given, or a tag in Artifact Registry resolved when planned."""
+        self.image = None
+        warning = tag_warning(image)
+        if warning:
+            print(warning, file=sys.stderr)
+        tagged = artifact_registry_image(image)
+        if tagged is None:
+            return image
+        self.image = DataGoogleArtifactRegistryDockerImage(
+            self,
+            "image",
+            project=tagged.project,
+            location=tagged.location,
+            repository_id=tagged.repository,
+            image_name=tagged.image_name,
+        )
+        return self.image.self_link

@@ -35,6 +35,8 @@ class EndpointSettings:
     model_uri: str
     image: str
     domain: str | None = None
+    previous_domain: str | None = None
+    ipv6: bool = False
     state_bucket: str | None = None
     min_instances: int = 0
     max_instances: int = DEFAULT_MAX_INSTANCES
@@ -62,6 +64,8 @@ class EndpointSettings:
             allowed_ranges = parse_allowlist(raw_ranges)
         except AllowlistError as error:
             raise SettingsError(f"ALLOWED_IP_RANGES: {error}") from None
+        ipv6 = _bool(environ, "IPV6", False)
+        _refuse_unreachable_ipv6(allowed_ranges, ipv6)
         min_instances = _int(environ, "MIN_INSTANCES", 0, minimum=0)
         max_instances = _int(environ, "MAX_INSTANCES", DEFAULT_MAX_INSTANCES, minimum=1)
         if max_instances < min_instances:
@@ -69,6 +73,8 @@ class EndpointSettings:
                 f"MAX_INSTANCES: expected at least MIN_INSTANCES ({min_instances}), got {max_instances}"
             )
         rate_limit = _int(environ, "RATE_LIMIT_PER_MINUTE", 0, minimum=0)
+        domain = _optional(environ, "DOMAIN", _DOMAIN, "a domain name such as api.example.com")
+        previous_domain = _previous_domain(environ, domain)
         return cls(
             project_id=project_id,
             region=region,
@@ -76,7 +82,9 @@ class EndpointSettings:
             model_uri=_model_uri(environ),
             image=environ.get("IMAGE", "").strip()
             or f"{region}-docker.pkg.dev/{project_id}/{REPOSITORY}/inference:latest",
-            domain=_optional(environ, "DOMAIN", _DOMAIN, "a domain name such as api.example.com"),
+            domain=domain,
+            previous_domain=previous_domain,
+            ipv6=ipv6,
             state_bucket=_optional(environ, "TF_STATE_BUCKET", _BUCKET, "a Cloud Storage bucket name"),
             min_instances=min_instances,
             max_instances=max_instances,
@@ -84,6 +92,31 @@ class EndpointSettings:
             deletion_protection=_bool(environ, "DELETION_PROTECTION", False),
             waf_rules=_bool(environ, "WAF_RULES", True),
             rate_limit_per_minute=rate_limit or None,
+        )
+
+
+def _previous_domain(environ: Mapping[str, str], domain: str | None) -> str | None:
+    """The domain being replaced: its certificate stays on the proxy until the new one is active."""
+    previous = _optional(environ, "PREVIOUS_DOMAIN", _DOMAIN, "the domain name being replaced")
+    if previous and not domain:
+        raise SettingsError(
+            f"PREVIOUS_DOMAIN: expected only beside DOMAIN, while moving to a new domain; "
+            f"got {previous!r} with DOMAIN unset"
+        )
+    if previous and previous == domain:
+        raise SettingsError(
+            f"PREVIOUS_DOMAIN: expected the domain being replaced, not DOMAIN itself; got {previous!r}"
+        )
+    return previous
+
+
+def _refuse_unreachable_ipv6(allowed_ranges: tuple[Network, ...], ipv6: bool) -> None:
+    """Without an IPv6 address on the load balancer no IPv6 client ever arrives: such a rule is dead."""
+    unreachable = [str(network) for network in allowed_ranges if network.version == 6]
+    if unreachable and not ipv6:
+        raise SettingsError(
+            f"ALLOWED_IP_RANGES: {', '.join(unreachable)} can never match while the load balancer has "
+            "no IPv6 address; set IPV6=true to give it one, or remove the IPv6 ranges"
         )
 
 

@@ -1,10 +1,11 @@
 """The stack: provider, state, the serving side and the edge, and what a user needs to know after."""
 
 from cdktf import Fn, GcsBackend, TerraformOutput, TerraformStack
-from cdktf_cdktf_provider_google.provider import GoogleProvider
+from cdktf_cdktf_provider_time.provider import TimeProvider
 from constructs import Construct
 
 from secure_endpoint.edge import ArmoredEdge
+from secure_endpoint.providers import google_providers
 from secure_endpoint.serving import ServingBackend
 from secure_endpoint.settings import EndpointSettings
 
@@ -17,15 +18,18 @@ class SecureEndpointStack(TerraformStack):
 
     def __init__(self, scope: Construct, id: str, *, settings: EndpointSettings):
         super().__init__(scope, id)
-        GoogleProvider(self, "google", project=settings.project_id, region=settings.region)
+        _, beta = google_providers(self, project=settings.project_id, region=settings.region)
+        TimeProvider(self, "time")
         if settings.state_bucket:
             GcsBackend(self, bucket=settings.state_bucket, prefix=STATE_PREFIX)
 
-        self.serving = ServingBackend(self, "serving", settings=settings)
+        self.serving = ServingBackend(self, "serving", settings=settings, beta_provider=beta)
         self.edge = ArmoredEdge(self, "edge", settings=settings, neg=self.serving.neg)
 
         endpoint = f"{self.edge.url}/inference/"
         TerraformOutput(self, "load_balancer_ip", value=self.edge.address.address)
+        if self.edge.address_v6 is not None:
+            TerraformOutput(self, "load_balancer_ipv6", value=self.edge.address_v6.address)
         TerraformOutput(self, "endpoint_url", value=endpoint)
         # Built by Terraform's own jsonencode: a literal JSON body here would carry double quotes
         # that `cdktf synth --hcl` does not escape, and the HCL would not parse.

@@ -11,7 +11,7 @@ SOURCES = Path(__file__).resolve().parent
 
 
 class NoPolicy(Exception):
-    """Nothing synthesized yet, or no policy in it."""
+    """Nothing synthesized yet, no policy in it, or files that cdktf did not write as they are."""
 
 
 def stack_file(outdir: Path) -> Path:
@@ -28,7 +28,7 @@ def staleness(outdir: Path, settings: EndpointSettings) -> str | None:
     if not synthesized.exists():
         return f"nothing synthesized in {outdir}"
     recorded = outdir / SETTINGS_FILE
-    if not recorded.exists() or json.loads(recorded.read_text()) != settings.as_json():
+    if not recorded.exists() or _read_json(recorded) != settings.as_json():
         return "the settings changed since the last synth"
     made = synthesized.stat().st_mtime
     if any(source.stat().st_mtime > made for source in SOURCES.parent.rglob("*.py")):
@@ -38,11 +38,28 @@ def staleness(outdir: Path, settings: EndpointSettings) -> str | None:
 
 def load_policy(outdir: Path) -> list[Rule]:
     path = stack_file(outdir)
+    if not path.exists():
+        raise NoPolicy(f"no synthesized stack at {path}; run `make synth`")
+    stack = _read_json(path)
     try:
-        stack = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise NoPolicy(f"no synthesized stack at {path}; run `make synth`") from None
-    policies = list(stack.get("resource", {}).get("google_compute_security_policy", {}).values())
+        policies = list(stack["resource"]["google_compute_security_policy"].values())
+    except (KeyError, TypeError, AttributeError):
+        policies = []
     if len(policies) != 1:
-        raise NoPolicy(f"expected 1 Cloud Armor policy in {path}, found {len(policies)}")
-    return rules_from_terraform(policies[0])
+        raise NoPolicy(
+            f"expected 1 Cloud Armor policy in {path}, found {len(policies)}; run `make synth` again"
+        )
+    try:
+        return rules_from_terraform(policies[0])
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise NoPolicy(
+            f"the Cloud Armor policy in {path} is not one cdktf wrote ({type(error).__name__}: {error}); "
+            "run `make synth` again"
+        ) from None
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise NoPolicy(f"{path} cannot be read ({error}); run `make synth` again") from None
