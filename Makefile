@@ -17,10 +17,15 @@ PORT ?= 5000
 MODEL := artifacts/model.onnx
 SPACE := $(subst ,, )
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
+# The serving stack (settings.STACK_NAME) and the one that prepares a new project for it.
+SERVING_STACK := secure-inference
+BOOTSTRAP_STACK := bootstrap
+# `make synth` writes both stacks; STACK=bootstrap or STACK=secure-inference writes one.
+STACK ?= all
 SEED_CURL := curl -X POST http://localhost:$(PORT)/inference/ -H 'Content-Type: application/json' \
 	-d '{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}'
 
-.PHONY: help run test train upload publish synth synth-hcl deploy destroy check-ip endpoint verify bench debian-deps
+.PHONY: help run test train upload publish bootstrap synth synth-hcl deploy destroy check-ip endpoint verify bench debian-deps
 
 help:
 	@echo "make run     train if needed, then serve predict on http://$(HOST):$(PORT)"
@@ -28,8 +33,10 @@ help:
 	@echo "make train   train the iris model and write $(MODEL)"
 	@echo "make upload  copy $(MODEL) to MODEL_URI (gs://bucket/object)"
 	@echo "make publish upload $(MODEL) (or MODEL=...) to gs://\$$MODEL_BUCKET/models/<name>/<version>/, never overwriting"
-	@echo "make synth   cdktf synth: cdktf.out/stacks/secure-inference/cdk.tf.json"
-	@echo "make deploy  cdktf deploy (needs Google Cloud credentials)"
+	@echo "make bootstrap  APIs, buckets, image repository and build account on a new project"
+	@echo "make synth   cdktf synth: cdktf.out/stacks/{$(BOOTSTRAP_STACK),$(SERVING_STACK)}/cdk.tf.json"
+	@echo "make deploy  cdktf deploy $(SERVING_STACK) (needs Google Cloud credentials)"
+	@echo "make destroy cdktf destroy $(SERVING_STACK); the bootstrap stays"
 	@echo "make check-ip IP=a.b.c.d  which Cloud Armor rule of the synthesized policy an address hits"
 	@echo "make endpoint  the deployed addresses, URL, DNS records and curl commands"
 	@echo "make verify    compare the live policy and every way to the service with the code"
@@ -77,7 +84,18 @@ $(MODEL): | $(VENV)/.serve-deps
 train: $(VENV)/.serve-deps
 	$(BIN)/python -m training.train --output $(MODEL)
 
-upload: $(VENV)/.serve-deps $(MODEL)
+# Settings are checked first, before anything slow installs or trains and before cdktf starts
+# (which would print the app's error twice, inside its own): one line naming the bad setting.
+settings-upload: | $(BIN)/python
+	$(call refuse_bad_settings,$(BIN)/python -m training.upload --check --to "$(MODEL_URI)")
+
+settings-%: | $(BIN)/python
+	$(call refuse_bad_settings,$(BIN)/python cdktf/main.py --check $*)
+
+refuse_bad_settings = $(call refuse,$(strip $(patsubst error:%,%,$(shell $(1) 2>&1 >/dev/null))))
+refuse = $(if $(1),$(error $(1)))
+
+upload: settings-upload $(VENV)/.serve-deps $(MODEL)
 	$(BIN)/python -m training.upload --source $(MODEL) --to "$(MODEL_URI)"
 
 # No $(MODEL) prerequisite: publishing never trains a model behind the user's back.
@@ -89,22 +107,25 @@ run: $(VENV)/.serve-deps $(MODEL)
 	$(info $(SPACE) $(SEED_CURL))
 	exec $(BIN)/functions-framework --target=predict --host=$(HOST) --port=$(PORT)
 
-synth: $(VENV)/.infra-deps node_modules/.installed
-	$(CDKTF) synth
+# cdktf runs the app for every command without saying which stack it is for: STACK tells it.
+# --migrate-state: once BOOTSTRAP_STATE_IN_BUCKET is set, the local state moves to the bucket.
+bootstrap: settings-$(BOOTSTRAP_STACK) $(VENV)/.infra-deps node_modules/.installed
+	STACK=$(BOOTSTRAP_STACK) $(CDKTF) deploy $(BOOTSTRAP_STACK) --migrate-state
+
+synth: settings-$(STACK) $(VENV)/.infra-deps node_modules/.installed
+	STACK=$(STACK) $(CDKTF) synth
 
 # cdktf's HCL quotes the service's `provider = google-beta`, which Terraform refuses (its JSON is fine).
-synth-hcl: $(VENV)/.infra-deps node_modules/.installed
-	$(CDKTF) synth --hcl
+synth-hcl: settings-$(STACK) $(VENV)/.infra-deps node_modules/.installed
+	STACK=$(STACK) $(CDKTF) synth --hcl
 	sed -i -E 's/^( *provider += )"([a-z0-9_-]+)"$$/\1\2/' cdktf.out/stacks/*/cdk.tf
 
-deploy: $(VENV)/.infra-deps node_modules/.installed
-	$(CDKTF) deploy
-
-destroy: $(VENV)/.infra-deps node_modules/.installed
-	$(CDKTF) destroy
+# With two stacks in the app, cdktf refuses a deploy or destroy that names none.
+deploy destroy: settings-$(SERVING_STACK) $(VENV)/.infra-deps node_modules/.installed
+	STACK=$(SERVING_STACK) $(CDKTF) $@ $(SERVING_STACK)
 
 check-ip: $(VENV)/.infra-deps node_modules/.installed
-	$(BIN)/python cdktf/ops.py check-ip $(IP)
+	STACK=$(SERVING_STACK) $(BIN)/python cdktf/ops.py check-ip $(IP)
 
 endpoint verify: $(VENV)/.infra-deps
 	$(BIN)/python cdktf/ops.py $@

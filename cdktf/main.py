@@ -1,28 +1,35 @@
-"""`cdktf synth` / `cdktf deploy` entry point (see cdktf.json): settings from the environment."""
+"""The cdktf app (see cdktf.json), and the settings check the Makefile runs before cdktf starts.
 
+    main.py                builds the stacks STACK names: `bootstrap`, `secure-inference`, or both
+                           when STACK is unset (what a plain `cdktf synth` writes)
+    main.py --check NAME   checks the settings of NAME (a stack, or `all`) without loading cdktf:
+                           exit 0 when good, 2 with one line naming the bad setting
+"""
+
+import argparse
+import os
 import sys
-from pathlib import Path
 
-from secure_endpoint.settings import EndpointSettings, SettingsError
+from secure_endpoint.app import ALL, SETTINGS, read_settings, synthesize
+from secure_endpoint.settings import SettingsError
+
+EXIT_BAD_SETTINGS = 2
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--check", metavar="NAME", help=f"{', '.join(SETTINGS)} or {ALL}")
+    args = parser.parse_args(argv)
+    name = args.check if args.check is not None else os.environ.get("STACK", "")
     try:
-        settings = EndpointSettings.from_env()
+        settings = read_settings(name, os.environ)
     except SettingsError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
-    # Loading the provider through jsii takes seconds: only once the settings are known good.
-    from cdktf import App
-
-    from secure_endpoint.settings import STACK_NAME
-    from secure_endpoint.stack import SecureEndpointStack
-    from secure_endpoint.synthesized import record_settings
-
-    app = App()
-    SecureEndpointStack(app, STACK_NAME, settings=settings)
-    app.synth()
-    record_settings(Path(app.outdir), settings)
+        return EXIT_BAD_SETTINGS
+    if args.check is None:
+        synthesize(settings)
     return 0
 
 

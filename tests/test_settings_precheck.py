@@ -1,0 +1,97 @@
+"""Bad settings stop the real make targets in one line, before cdktf or anything slow starts."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from secure_endpoint.bootstrap_settings import BOOTSTRAP_STACK
+from secure_endpoint.settings import STACK_NAME
+from tests.helpers import ROOT
+from tests.infra import BASE_ENV
+
+# Everything the targets read, cleared so the machine's own settings cannot leak in; and make's
+# own, so that a make started by `make test` does not behave as a sub-make.
+CLEARED = (
+    "PROJECT_ID", "REGION", "ALLOWED_IP_RANGES", "MODEL_URI", "MODEL_BUCKET", "TF_STATE_BUCKET",
+    "IMAGE", "DOMAIN", "STACK", "BOOTSTRAP_STATE_IN_BUCKET", "MAKEFLAGS", "MAKELEVEL", "MFLAGS",
+)  # fmt: skip
+BOOTSTRAP_ONLY = {"PROJECT_ID": "p", "MODEL_BUCKET": "p-models"}
+
+
+def run(command: list[str], env: dict[str, str], **kwargs) -> subprocess.CompletedProcess:
+    clean = {name: value for name, value in os.environ.items() if name not in CLEARED}
+    return subprocess.run(
+        command, cwd=ROOT, env={**clean, **env}, capture_output=True, text=True, timeout=300, **kwargs
+    )
+
+
+def lines(result: subprocess.CompletedProcess) -> list[str]:
+    return [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize(
+    ("target", "env", "message"),
+    [
+        ("synth", {**BASE_ENV, "PROJECT_ID": ""}, "PROJECT_ID: required"),
+        ("synth", {**BASE_ENV, "ALLOWED_IP_RANGES": "your ip address"},
+         "ALLOWED_IP_RANGES: expected your own addresses, got the placeholder 'your ip address'"),
+        ("synth", {**BASE_ENV, "STACK": "everything"}, "STACK: expected one of bootstrap, secure-inference or all"),
+        ("synth-hcl", {**BASE_ENV, "MODEL_URI": "gs://YOUR_BUCKET/iris/model.onnx"}, "MODEL_URI: expected"),
+        ("deploy", {**BASE_ENV, "MODEL_URI": "gs://YOUR_BUCKET/iris/model.onnx"},
+         "MODEL_URI: expected the model's Cloud Storage URI, gs://bucket/object, got 'gs://YOUR_BUCKET/iris/model.onnx'"),
+        ("deploy", {"PROJECT_ID": "p", "MODEL_URI": "gs://b/model.onnx"}, "ALLOWED_IP_RANGES"),
+        ("destroy", {**BASE_ENV, "REGION": "Tokyo"}, "REGION: expected a region"),
+        ("bootstrap", {"PROJECT_ID": "p"}, "MODEL_BUCKET: required"),
+        ("bootstrap", {"PROJECT_ID": "YOUR_PROJECT", "MODEL_BUCKET": "p-models"},
+         "PROJECT_ID: expected your own value, got the placeholder 'YOUR_PROJECT'"),
+        ("upload", {"MODEL_URI": "gs://YOUR_BUCKET/iris/model.onnx"},
+         "MODEL_URI: bucket names are lowercase, got 'YOUR_BUCKET'"),
+        ("upload", {"MODEL_URI": ""}, "MODEL_URI: expected gs://bucket/object, got ''"),
+        ("upload", {"MODEL_URI": "gs://b/iris/model.onnx"}, "MODEL_URI: expected a bucket name of 3 to 63"),
+    ],
+)  # fmt: skip
+def test_a_bad_setting_stops_the_target_in_one_line_before_cdktf(target, env, message):
+    result = run(["make", target], env)
+
+    output = lines(result)
+    assert result.returncode == 2
+    assert len(output) == 1, output
+    assert message in output[0]
+    assert output[0].count(message.split(":")[0] + ":") == 1
+    assert "cdktf" not in output[0] and "Synthesizing" not in output[0]
+
+
+def make_dry_run(target: str, env: dict[str, str]) -> list[str]:
+    """The commands `make` would run for `target` (its settings check runs for real)."""
+    result = run(["make", "-n", target], env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout.splitlines()
+
+
+@pytest.mark.parametrize(
+    ("target", "env", "command"),
+    [
+        ("bootstrap", BOOTSTRAP_ONLY, f"STACK={BOOTSTRAP_STACK} node_modules/.bin/cdktf deploy {BOOTSTRAP_STACK} --migrate-state"),
+        ("deploy", BASE_ENV, f"STACK={STACK_NAME} node_modules/.bin/cdktf deploy {STACK_NAME}"),
+        ("destroy", BASE_ENV, f"STACK={STACK_NAME} node_modules/.bin/cdktf destroy {STACK_NAME}"),
+        ("synth", BASE_ENV, "STACK=all node_modules/.bin/cdktf synth"),
+    ],
+)  # fmt: skip
+def test_each_target_names_the_stack_cdktf_acts_on(target, env, command):
+    assert command in make_dry_run(target, env)
+
+
+def test_the_makefile_names_the_serving_stack_as_the_code_does():
+    result = run(["make", "-s", "--eval", "print-%: ; @echo $($*)", "print-SERVING_STACK", "print-BOOTSTRAP_STACK"], {})
+
+    assert result.stdout.split() == [STACK_NAME, BOOTSTRAP_STACK]
+
+
+def test_the_settings_check_is_silent_when_all_is_well():
+    checked = run([sys.executable, "cdktf/main.py", "--check", BOOTSTRAP_STACK], BOOTSTRAP_ONLY)
+    upload = run([sys.executable, "-m", "training.upload", "--check", "--to", "gs://p-models/iris/model.onnx"], {})
+
+    assert (checked.returncode, checked.stdout, checked.stderr) == (0, "", "")
+    assert (upload.returncode, upload.stdout, upload.stderr) == (0, "", "")
