@@ -405,7 +405,7 @@ def test_verify_reports_a_split_a_header_route_and_a_canary_that_differ_from_the
             "the code splits them inference-backend 95%, inference-canary-backend 5%") in out  # fmt: skip
     assert f"the URL map {URL_MAP_NAME} has no route for {CANARY_HEADER}: 1; the code sends it to inference-canary-backend" in out
     assert f"the backend service inference-canary-backend is not guarded by {POLICY_NAME}: its security policy is none" in out
-    assert "the Cloud Run service inference-canary admits every caller on the internet" in out
+    assert "the Cloud Run service inference-canary admits traffic from anywhere" in out
     assert f"the Cloud Run service inference-canary loads {OTHER_BUCKET_MODEL}; the code gives it {CANARY_MODEL}" in out
     assert "differs from the code in 5 ways" in out
 

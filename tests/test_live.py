@@ -161,8 +161,9 @@ def test_verify_reports_an_address_added_by_hand(env, compute, capsys):
     "service, words",
     [
         (service_json(ingress="INGRESS_TRAFFIC_ALL"),
-         "the Cloud Run service inference admits every caller on the internet, straight to the service and past "
-         "Cloud Armor (ingress INGRESS_TRAFFIC_ALL); the code admits only the load balancer (INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER)"),
+         "the Cloud Run service inference admits traffic from anywhere, so its run.app URL or a domain mapping lets "
+         "callers past Cloud Armor (ingress INGRESS_TRAFFIC_ALL); the code admits only the load balancer "
+         "(INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER)"),
         (service_json(default_uri_disabled=False),
          "the Cloud Run service inference's run.app URL is open (defaultUriDisabled is off): the project's VPC networks"),
         (service_json(invoker_iam_disabled=False),

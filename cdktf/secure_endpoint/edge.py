@@ -12,7 +12,6 @@ from cdktf_cdktf_provider_google.compute_managed_ssl_certificate import (
     ComputeManagedSslCertificate,
     ComputeManagedSslCertificateManaged,
 )
-from cdktf_cdktf_provider_google.compute_ssl_policy import ComputeSslPolicy
 from cdktf_cdktf_provider_google.compute_security_policy import (
     ComputeSecurityPolicy,
     ComputeSecurityPolicyAdaptiveProtectionConfig,
@@ -25,6 +24,7 @@ from cdktf_cdktf_provider_google.compute_security_policy import (
     ComputeSecurityPolicyRuleRateLimitOptions,
     ComputeSecurityPolicyRuleRateLimitOptionsRateLimitThreshold,
 )
+from cdktf_cdktf_provider_google.compute_ssl_policy import ComputeSslPolicy
 from cdktf_cdktf_provider_google.compute_target_http_proxy import ComputeTargetHttpProxy
 from cdktf_cdktf_provider_google.compute_target_https_proxy import ComputeTargetHttpsProxy
 from cdktf_cdktf_provider_google.compute_url_map import (

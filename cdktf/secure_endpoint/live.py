@@ -332,7 +332,9 @@ def _policy_drift(live: Live, settings: EndpointSettings) -> list[str]:
 
 
 _INGRESS_WORDS = {
-    "INGRESS_TRAFFIC_ALL": "every caller on the internet, straight to the service and past Cloud Armor",
+    "INGRESS_TRAFFIC_ALL": (
+        "traffic from anywhere, so its run.app URL or a domain mapping lets callers past Cloud Armor"
+    ),
     "INGRESS_TRAFFIC_INTERNAL_ONLY": "internal traffic only, which shuts out the external load balancer",
 }
 

@@ -45,8 +45,8 @@ HEALTH_PATH = "/healthz"
 MODEL_READER_ROLE = "roles/storage.objectViewer"
 # As the google-beta provider's own acceptance test of default_uri_disabled sets it.
 LAUNCH_STAGE = "BETA"
-# A bucket IAM grant usually reaches Cloud Storage within a minute, sometimes in up to seven: the
-# service starts only after this wait, and its startup probe then allows Cloud Run's most, 240 s.
+# A bucket IAM grant usually takes effect within two minutes, at worst seven: the service starts
+# only after this wait, and its startup probe then allows Cloud Run's most, 240 s, on top.
 MODEL_ACCESS_WAIT = "90s"
 STARTUP_PROBE_PERIOD_SECONDS = 10
 STARTUP_PROBE_FAILURES = 24
