@@ -183,30 +183,32 @@ def endpoint_report(live: Live, settings: EndpointSettings) -> EndpointReport:
 def _traffic(live: Live, settings: EndpointSettings, url: str) -> list[str]:
     """The live split, and the model each arm's service loads (its MODEL_URI)."""
     routing = live_routing(live.url_map(URL_MAP_NAME))
-    services = arm_service_names()
+    backends = [*routing.weights, *([routing.header_route] if routing.header_route else [])]
+    arms = {backend: _arm(live, settings, backend) for backend in dict.fromkeys(backends)}
+    width = max((len(label) for label, _ in arms.values()), default=0)
     total = sum(routing.weights.values()) or 1
     lines = [f"traffic, as the URL map {URL_MAP_NAME} sends it:"]
     for backend, weight in routing.weights.items():
-        lines.append(f"  {weight * 100 / total:>5.4g}%  {_arm_words(live, settings, backend, services)}")
+        label, model = arms[backend]
+        lines.append(f"  {weight * 100 / total:>5.4g}%  {label:<{width}}  {model}".rstrip())
     if routing.header_route:
-        lines.append(
-            f"  {CANARY_HEADER}: {CANARY_HEADER_VALUE} always reaches "
-            f"{_arm_words(live, settings, routing.header_route, services)}"
-        )
-        lines.append(
+        label, model = arms[routing.header_route]
+        lines += [
+            f"  {CANARY_HEADER}: {CANARY_HEADER_VALUE} always reaches {label}",
             f"canary only: curl -X POST {url} -H '{CANARY_HEADER}: {CANARY_HEADER_VALUE}' "
-            f"-H 'Content-Type: application/json' -d '{SEED_BODY}'"
-        )
+            f"-H 'Content-Type: application/json' -d '{SEED_BODY}'",
+        ]
     lines.append("each answer names its model in the X-Model-Version header")
     return lines
 
 
-def _arm_words(live: Live, settings: EndpointSettings, backend: str, services: dict[str, str]) -> str:
-    service_name = services.get(backend)
+def _arm(live: Live, settings: EndpointSettings, backend: str) -> tuple[str, str]:
+    """(Cloud Run service, its MODEL_URI) behind a backend service of this code."""
+    service_name = arm_service_names().get(backend)
     if service_name is None:
-        return f"{backend} (a backend service this code does not make)"
+        return f"{backend} (a backend service this code does not make)", ""
     model = model_uri_of(live.service(settings.region, service_name))
-    return f"{service_name}  {model or 'no MODEL_URI set'}"
+    return service_name, model or "no MODEL_URI set"
 
 
 def model_uri_of(service) -> str | None:
