@@ -205,6 +205,22 @@ def test_each_arm_has_its_own_account_grant_wait_neg_and_backend(request, shape)
     assert backends["inference-canary-backend"]["backend"] == [{"group": ref(stack, NEG, "inference-canary-neg-asia-northeast1")}]
 
 
+def test_the_canary_arm_is_the_stable_arms_construct_again(canary):
+    """The same five resources under `serving` and `serving-canary`; only the stable arm looks the
+    image up (in `data`), and the canary runs what it found."""
+
+    def children(prefix: str) -> set[tuple[str, str]]:
+        return {
+            (kind, key[len(prefix) + 1 :].rsplit("_", 1)[0])
+            for kind, resources in canary.json["resource"].items()
+            for key in resources
+            if key.startswith(f"{prefix}_")
+        }
+
+    assert children("serving-canary") == children("serving")
+    assert len(children("serving")) == 5
+
+
 def by_name_of(stack, kind: str, attribute: str) -> dict[str, dict]:
     return {resource[attribute]: resource for resource in stack.resources(kind).values()}
 
