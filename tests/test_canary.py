@@ -438,6 +438,18 @@ def test_verify_reports_a_fallback_default_that_skips_the_split(env, compute, ca
     assert "differs from the code in 1 ways" in out
 
 
+def test_verify_reports_a_canary_the_url_map_does_not_send_to(env, compute, capsys):
+    settings = env(**CANARY)
+    factory = compute(policy=policy_json(plan_rules(settings)), url_maps=[url_map_json()], services=[CANARY_SERVICE])
+
+    assert run("verify", factory) == 1
+    out = capsys.readouterr().out
+    assert (f"the URL map {URL_MAP_NAME} splits requests inference-backend 100%; "
+            "the code splits them inference-backend 95%, inference-canary-backend 5%") in out  # fmt: skip
+    assert f"the URL map {URL_MAP_NAME} has no route for {CANARY_HEADER}: 1; the code sends it to inference-canary-backend" in out
+    assert "differs from the code in 2 ways" in out
+
+
 def test_verify_after_promotion_reports_the_live_canary_until_it_is_deployed(env, compute, capsys):
     """MODEL_URI took the canary's model and the canary settings are gone, but nobody deployed yet:
     the live split, the stable service's old model and the still-reachable canary are all reported."""
@@ -453,6 +465,8 @@ def test_verify_after_promotion_reports_the_live_canary_until_it_is_deployed(env
     assert (f"the URL map {URL_MAP_NAME} splits requests inference-backend 95%, inference-canary-backend 5%; "
             "the code splits them inference-backend 100%") in out  # fmt: skip
     assert f"the URL map {URL_MAP_NAME} sends {CANARY_HEADER}: 1 to inference-canary-backend; the code sends it nowhere special" in out
+    assert "default for hosts no host rule matches" not in out  # the same split as above, said once
+    assert "differs from the code in 4 ways" in out
 
 
 def test_verify_without_a_canary_says_nothing_of_a_split(env, compute, capsys):

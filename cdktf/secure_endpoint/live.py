@@ -295,7 +295,8 @@ def live_rules(policy) -> list[Rule]:
 
 def drift(live: Live, settings: EndpointSettings) -> list[str]:
     """Every difference between what is live and what the code synthesizes, in plain words:
-    the policy's rules, then every other way in (the service's own settings, the URL maps)."""
+    the policy's rules, each arm's service (its exposure and model), the split and the canary's
+    header route, then every backend the URL maps can reach."""
     differences = _policy_drift(live, settings)
     models = {arm.service_name: arm.model_uri for arm in plan_arms(settings)}
     for name, model in models.items():
@@ -386,8 +387,10 @@ def _routing_drift(settings: EndpointSettings, serving_map, routing: Routing) ->
         differences.append(
             f"{label} splits requests {routing.shares() or 'nowhere'}; the code splits them {expected.shares()}"
         )
-    fallback = _default_weights(type(serving_map).to_dict(serving_map))
-    if fallback != expected.weights:
+    data = type(serving_map).to_dict(serving_map)
+    fallback = _default_weights(data)
+    # Only a host rule makes the map's own default a second path; the same wrong split is said once.
+    if data.get("host_rules") and fallback not in (expected.weights, routing.weights):
         differences.append(
             f"{label}'s default for hosts no host rule matches sends requests "
             f"{Routing(fallback).shares() or 'nowhere'}; the code sends them {expected.shares()}"
