@@ -2,9 +2,10 @@
 
 check-ip  which Cloud Armor rule of the synthesized policy each address hits (offline);
           exit 0 when all are allowed, 1 when any is denied.
-endpoint  the deployed load balancer's addresses, URL and ready curl commands (Compute API).
-verify    compares the live policy and every way in (Cloud Run service, URL maps, backend
-          services) with the code; exit 0 in sync, 1 on drift.
+endpoint  the deployed load balancer's addresses, URL and ready curl commands (Compute API),
+          and the traffic split with each arm's model (Cloud Run Admin API).
+verify    compares the live policy and every way in (Cloud Run services, URL maps, backend
+          services), each arm's model and the canary split with the code; exit 0 in sync, 1 on drift.
 
 Exit 2, with one line on stderr, whenever the check itself cannot be made: bad input or settings,
 nothing (or something unreadable) synthesized, no credentials or refused ones, an API error.
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from secure_endpoint.armor import PolicyError, check_policy, decide
 from secure_endpoint.live import Live, LiveError, drift, endpoint_report
-from secure_endpoint.plan import POLICY_NAME
+from secure_endpoint.plan import CANARY_HEADER, CANARY_HEADER_VALUE, POLICY_NAME, plan_routing
 from secure_endpoint.settings import EndpointSettings, SettingsError
 from secure_endpoint.synthesized import NoPolicy, load_policy, staleness
 
@@ -125,6 +126,12 @@ def verify(live_factory) -> int:
             f"in sync: the live policy {POLICY_NAME}, the Cloud Run service and the URL maps' backends "
             "are what the code synthesizes"
         )
+        routing = plan_routing(settings)
+        if routing.header_route:
+            print(
+                f"and so is the split: {routing.shares()}; "
+                f"{CANARY_HEADER}: {CANARY_HEADER_VALUE} to {routing.header_route}"
+            )
         return EXIT_IN_SYNC
     print(f"drift: what is live differs from the code in {len(differences)} ways:")
     for difference in differences:

@@ -60,10 +60,13 @@ def backend_json(policy=f"{SELF_LINK}/securityPolicies/{POLICY_NAME}", name=BACK
     return body
 
 
-def service_json(*, ingress="INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER", default_uri_disabled=True, invoker_iam_disabled=True):
+def service_json(*, ingress="INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER", default_uri_disabled=True, invoker_iam_disabled=True,
+                 name=SERVICE_NAME, model_uri=BASE_ENV["MODEL_URI"]):  # fmt: skip
     """A Cloud Run Admin API v2 Service; the API leaves false booleans out, as here."""
-    body = {"name": f"projects/p/locations/asia-northeast1/services/{SERVICE_NAME}", "ingress": ingress,
-            "launchStage": "GA", "uri": "https://inference-abc123-an.a.run.app"}  # fmt: skip
+    body = {"name": f"projects/p/locations/asia-northeast1/services/{name}", "ingress": ingress,
+            "launchStage": "GA", "uri": f"https://{name}-abc123-an.a.run.app",
+            "template": {"containers": [{"image": "asia-northeast1-docker.pkg.dev/p/r/inference@sha256:" + "ab" * 32,
+                                         "env": [{"name": "MODEL_URI", "value": model_uri}]}]}}  # fmt: skip
     if default_uri_disabled:
         body["defaultUriDisabled"] = True
     if invoker_iam_disabled:
@@ -106,13 +109,15 @@ def compute(httpserver):
     each keyword replaces one answer (`policy_status` answers the policy's path with that error)."""
 
     def serve(*, policy=None, backend=None, address=None, address_v6=None, certificate=None, policy_status=200,
-              service=None, url_maps=None, backends=(), certificates=(), credentials=None):  # fmt: skip
+              service=None, url_maps=None, backends=(), certificates=(), credentials=None, services=()):  # fmt: skip
         if policy is not None or policy_status != 200:
             body = policy if policy_status == 200 else error_json(policy_status)
             httpserver.expect_request(f"{API}/securityPolicies/{POLICY_NAME}").respond_with_json(body, status=policy_status)
         for body in [backend or backend_json(), *backends]:
             httpserver.expect_request(f"{API}/backendServices/{body['name']}").respond_with_json(body)
         httpserver.expect_request(RUN_API).respond_with_json(service or service_json())
+        for body in services:
+            httpserver.expect_request(f"/v2/{body['name']}").respond_with_json(body)
         for body in url_maps or [url_map_json(), url_map_json(REDIRECT_MAP_NAME, default=None)]:
             httpserver.expect_request(f"{API}/urlMaps/{body['name']}").respond_with_json(body)
         for name, value in ((ADDRESS_NAME, address), (ADDRESS_V6_NAME, address_v6)):

@@ -12,9 +12,6 @@ from cdktf_cdktf_provider_google.compute_managed_ssl_certificate import (
     ComputeManagedSslCertificate,
     ComputeManagedSslCertificateManaged,
 )
-from cdktf_cdktf_provider_google.compute_region_network_endpoint_group import (
-    ComputeRegionNetworkEndpointGroup,
-)
 from cdktf_cdktf_provider_google.compute_security_policy import (
     ComputeSecurityPolicy,
     ComputeSecurityPolicyAdaptiveProtectionConfig,
@@ -30,22 +27,39 @@ from cdktf_cdktf_provider_google.compute_security_policy import (
 from cdktf_cdktf_provider_google.compute_ssl_policy import ComputeSslPolicy
 from cdktf_cdktf_provider_google.compute_target_http_proxy import ComputeTargetHttpProxy
 from cdktf_cdktf_provider_google.compute_target_https_proxy import ComputeTargetHttpsProxy
-from cdktf_cdktf_provider_google.compute_url_map import ComputeUrlMap, ComputeUrlMapDefaultUrlRedirect
+from cdktf_cdktf_provider_google.compute_url_map import (
+    ComputeUrlMap,
+    ComputeUrlMapDefaultRouteAction,
+    ComputeUrlMapDefaultRouteActionWeightedBackendServices,
+    ComputeUrlMapDefaultUrlRedirect,
+    ComputeUrlMapHostRule,
+    ComputeUrlMapPathMatcher,
+    ComputeUrlMapPathMatcherDefaultRouteAction,
+    ComputeUrlMapPathMatcherDefaultRouteActionWeightedBackendServices,
+    ComputeUrlMapPathMatcherRouteRules,
+    ComputeUrlMapPathMatcherRouteRulesMatchRules,
+    ComputeUrlMapPathMatcherRouteRulesMatchRulesHeaderMatches,
+)
 from constructs import Construct
 
 from secure_endpoint.armor import Rule
 from secure_endpoint.plan import (
     ADDRESS_NAME,
     ADDRESS_V6_NAME,
-    BACKEND_NAME,
+    CANARY_HEADER,
+    CANARY_HEADER_VALUE,
+    CANARY_ROUTE_PRIORITY,
     NAME,
     POLICY_NAME,
     REDIRECT_MAP_NAME,
+    SPLIT_MATCHER_NAME,
     SSL_POLICY_NAME,
+    STABLE,
     URL_MAP_NAME,
     certificate_name,
     plan_rules,
 )
+from secure_endpoint.serving import ServingBackend
 from secure_endpoint.settings import EndpointSettings
 
 
@@ -64,9 +78,17 @@ class ArmoredEdge(Construct):
                    rules, onto the same proxies)                                   ▼
         Cloud Armor policy (WAF, allowlist, deny 403) ─► backend service (request logs) ─► serverless NEG
 
+    One backend service per arm of `servings`, each with the same policy. With a canary, the URL
+    map that serves (the HTTPS one with DOMAIN) splits requests by weight between the two, and a
+    route sends `X-Model-Canary: 1` to the canary:
+
+        URL map ─ host * ─► path matcher "split" ─┬─ X-Model-Canary: 1 ───────► canary backend
+                                                  └─ else: 100-P% stable, P% canary
+
     With PREVIOUS_DOMAIN, the old domain's certificate stays on the HTTPS proxy beside the new one.
 
-    Outputs: `address`, `address_v6` (None without IPV6), `policy`, `backend`, `url_map`, `url`.
+    Outputs: `address`, `address_v6` (None without IPV6), `policy`, `backends` (by role),
+    `backend` (the stable one), `url_map`, `url`.
     """
 
     def __init__(
@@ -75,7 +97,7 @@ class ArmoredEdge(Construct):
         id: str,
         *,
         settings: EndpointSettings,
-        neg: ComputeRegionNetworkEndpointGroup,
+        servings: list[ServingBackend],
     ):
         super().__init__(scope, id)
 
@@ -109,24 +131,16 @@ class ArmoredEdge(Construct):
             advanced_options_config=ComputeSecurityPolicyAdvancedOptionsConfig(json_parsing="STANDARD"),
         )
 
-        # No port_name, timeout_sec or health check: the API rejects each on a serverless NEG backend.
-        self.backend = ComputeBackendService(
-            self,
-            "backend",
-            name=BACKEND_NAME,
-            description="Cloud Run inference service behind Cloud Armor",
-            load_balancing_scheme="EXTERNAL_MANAGED",
-            protocol="HTTP",
-            security_policy=self.policy.id,
-            backend=[ComputeBackendServiceBackend(group=neg.id)],
-            # Each request's log entry names the Cloud Armor rule that let it through or denied it.
-            log_config=ComputeBackendServiceLogConfig(enable=True, sample_rate=1),
-        )
+        self.backends = {serving.arm.role: self._backend(serving) for serving in servings}
+        self.backend = self.backends[STABLE]
 
-        self.url_map = ComputeUrlMap(
-            self, "url-map", name=URL_MAP_NAME, default_service=self.backend.id,
-            description="Every path to the inference backend",
-        )  # fmt: skip
+        if len(servings) == 1:
+            self.url_map = ComputeUrlMap(
+                self, "url-map", name=URL_MAP_NAME, default_service=self.backend.id,
+                description="Every path to the inference backend",
+            )  # fmt: skip
+        else:
+            self.url_map = self._split_url_map(servings)
 
         if settings.domain:
             previous = settings.previous_domain
@@ -163,6 +177,68 @@ class ArmoredEdge(Construct):
             self.url = f"http://{self.address.address}"
         http_proxy = ComputeTargetHttpProxy(self, "http-proxy", name=f"{NAME}-http-proxy", url_map=http_map.id)
         self._forwarding_rules("http", http_proxy.id, port=80)
+
+    def _backend(self, serving: ServingBackend) -> ComputeBackendService:
+        arm = serving.arm
+        # No port_name, timeout_sec or health check: the API rejects each on a serverless NEG backend.
+        return ComputeBackendService(
+            self,
+            f"backend{arm.suffix}",
+            name=arm.backend_name,
+            description=f"Cloud Run {arm.service_name} service behind Cloud Armor",
+            load_balancing_scheme="EXTERNAL_MANAGED",
+            protocol="HTTP",
+            security_policy=self.policy.id,
+            backend=[ComputeBackendServiceBackend(group=serving.neg.id)],
+            # Each request's log entry names the Cloud Armor rule that let it through or denied it.
+            log_config=ComputeBackendServiceLogConfig(enable=True, sample_rate=1),
+        )
+
+    def _split_url_map(self, servings: list[ServingBackend]) -> ComputeUrlMap:
+        """Weighted backend services instead of a default service (the API takes one or the
+        other), and the header route that reaches the canary whatever its weight."""
+        weights = [(self.backends[s.arm.role].id, s.arm.percent) for s in servings]
+        (canary,) = [self.backends[s.arm.role] for s in servings if s.arm.role != STABLE]
+        header = ComputeUrlMapPathMatcherRouteRulesMatchRulesHeaderMatches(
+            header_name=CANARY_HEADER, exact_match=CANARY_HEADER_VALUE
+        )
+        return ComputeUrlMap(
+            self,
+            "url-map",
+            name=URL_MAP_NAME,
+            description=f"Weighted split between the stable and canary backends; {CANARY_HEADER}: "
+            f"{CANARY_HEADER_VALUE} to the canary",
+            # Used for a host the host rule's * does not match: the same split, without the route.
+            default_route_action=ComputeUrlMapDefaultRouteAction(
+                weighted_backend_services=[
+                    ComputeUrlMapDefaultRouteActionWeightedBackendServices(backend_service=backend, weight=weight)
+                    for backend, weight in weights
+                ]
+            ),
+            host_rule=[ComputeUrlMapHostRule(hosts=["*"], path_matcher=SPLIT_MATCHER_NAME)],
+            path_matcher=[
+                ComputeUrlMapPathMatcher(
+                    name=SPLIT_MATCHER_NAME,
+                    default_route_action=ComputeUrlMapPathMatcherDefaultRouteAction(
+                        weighted_backend_services=[
+                            ComputeUrlMapPathMatcherDefaultRouteActionWeightedBackendServices(
+                                backend_service=backend, weight=weight
+                            )
+                            for backend, weight in weights
+                        ]
+                    ),
+                    route_rules=[
+                        ComputeUrlMapPathMatcherRouteRules(
+                            priority=CANARY_ROUTE_PRIORITY,
+                            service=canary.id,
+                            match_rules=[
+                                ComputeUrlMapPathMatcherRouteRulesMatchRules(prefix_match="/", header_matches=[header])
+                            ],
+                        )
+                    ],
+                )
+            ],
+        )
 
     def _rule(self, plan: Rule, settings: EndpointSettings) -> ComputeSecurityPolicyRule:
         if plan.expression is not None:

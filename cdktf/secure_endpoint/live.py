@@ -15,6 +15,8 @@ from secure_endpoint.plan import (
     ADDRESS_NAME,
     ADDRESS_V6_NAME,
     BACKEND_NAME,
+    CANARY_HEADER,
+    CANARY_HEADER_VALUE,
     DEFAULT_RULE_PRIORITY,
     DEFAULT_URI_DISABLED,
     DENY,
@@ -24,7 +26,11 @@ from secure_endpoint.plan import (
     REDIRECT_MAP_NAME,
     SERVICE_NAME,
     URL_MAP_NAME,
+    Routing,
+    arm_service_names,
     certificate_name,
+    plan_arms,
+    plan_routing,
     plan_rules,
 )
 from secure_endpoint.settings import EndpointSettings
@@ -90,10 +96,10 @@ class Live:
         name = certificate_name(domain)
         return self._get("certificate", name, self._certificates.get, ssl_certificate=name)
 
-    def service(self, region: str):
+    def service(self, region: str, name: str = SERVICE_NAME):
         """The Cloud Run service through the Admin API v2 (`defaultUriDisabled` is a v2 field)."""
-        path = f"projects/{self.project}/locations/{region}/services/{SERVICE_NAME}"
-        what = f"Cloud Run service {SERVICE_NAME} in {region}"
+        path = f"projects/{self.project}/locations/{region}/services/{name}"
+        what = f"Cloud Run service {name} in {region}"
         return self._call(what, "roles/run.viewer", self._services.get_service, name=path)
 
     def _get(self, kind: str, name: str, call, **names):
@@ -155,6 +161,7 @@ def endpoint_report(live: Live, settings: EndpointSettings) -> EndpointReport:
     ]
     if address_v6 and not settings.domain:
         lines.append(f"over IPv6: http://[{address_v6}]/inference/")
+    lines += _traffic(live, settings, url)
     if settings.domain:
         records = [("A", address)] + ([("AAAA", address_v6)] if address_v6 else [])
         lines.append(f"DNS records to create for {settings.domain}:")
@@ -171,6 +178,87 @@ def endpoint_report(live: Live, settings: EndpointSettings) -> EndpointReport:
         if settings.previous_domain:
             lines += _domain_change(live, settings.previous_domain, new_active=status == "ACTIVE")
     return EndpointReport(url=url, lines=lines)
+
+
+def _traffic(live: Live, settings: EndpointSettings, url: str) -> list[str]:
+    """The live split, and the model each arm's service loads (its MODEL_URI)."""
+    routing = live_routing(live.url_map(URL_MAP_NAME))
+    backends = [*routing.weights, *([routing.header_route] if routing.header_route else [])]
+    arms = {backend: _arm(live, settings, backend) for backend in dict.fromkeys(backends)}
+    width = max((len(label) for label, _ in arms.values()), default=0)
+    total = sum(routing.weights.values()) or 1
+    lines = [f"traffic, as the URL map {URL_MAP_NAME} sends it:"]
+    for backend, weight in routing.weights.items():
+        label, model = arms[backend]
+        lines.append(f"  {weight * 100 / total:>5.4g}%  {label:<{width}}  {model}".rstrip())
+    if routing.header_route:
+        label, model = arms[routing.header_route]
+        lines += [
+            f"  {CANARY_HEADER}: {CANARY_HEADER_VALUE} always reaches {label}",
+            f"canary only: curl -X POST {url} -H '{CANARY_HEADER}: {CANARY_HEADER_VALUE}' "
+            f"-H 'Content-Type: application/json' -d '{SEED_BODY}'",
+        ]
+    lines.append("each answer names its model in the X-Model-Version header")
+    return lines
+
+
+def _arm(live: Live, settings: EndpointSettings, backend: str) -> tuple[str, str]:
+    """(Cloud Run service, its MODEL_URI) behind a backend service of this code."""
+    service_name = arm_service_names().get(backend)
+    if service_name is None:
+        return f"{backend} (a backend service this code does not make)", ""
+    model = model_uri_of(live.service(settings.region, service_name))
+    return service_name, model or "no MODEL_URI set"
+
+
+def model_uri_of(service) -> str | None:
+    for container in service.template.containers:
+        for variable in container.env:
+            if variable.name == "MODEL_URI":
+                return variable.value
+    return None
+
+
+def live_routing(url_map) -> Routing:
+    """What requests meet: the path matcher that the host rule for every host (*) names, or the
+    URL map's own default when there is none."""
+    data = type(url_map).to_dict(url_map)
+    names = [rule.get("path_matcher") for rule in data.get("host_rules") or [] if "*" in (rule.get("hosts") or [])]
+    matchers = [m for m in data.get("path_matchers") or [] if names and m.get("name") == names[0]]
+    if not matchers:
+        return Routing(weights=_default_weights(data))
+    matcher = matchers[0]
+    rules = sorted(matcher.get("route_rules") or [], key=lambda rule: rule.get("priority", 0))
+    header_routes = [rule for rule in rules if _routes_canary_header(rule)]
+    return Routing(
+        weights=_default_weights(matcher),
+        header_route=_name_of(header_routes[0].get("service", "")) if header_routes else None,
+    )
+
+
+def _default_weights(node: dict) -> dict[str, int]:
+    weighted = (node.get("default_route_action") or {}).get("weighted_backend_services") or []
+    weights: dict[str, int] = {}
+    for entry in weighted:
+        name = _name_of(entry.get("backend_service", ""))
+        weights[name] = weights.get(name, 0) + int(entry.get("weight") or 0)
+    if not weights and node.get("default_service"):
+        weights[_name_of(node["default_service"])] = 100
+    return weights
+
+
+def _routes_canary_header(rule: dict) -> bool:
+    return any(
+        match.get("header_name", "").lower() == CANARY_HEADER.lower()
+        and match.get("exact_match") == CANARY_HEADER_VALUE
+        and not match.get("invert_match")
+        for rules in rule.get("match_rules") or []
+        for match in rules.get("header_matches") or []
+    )
+
+
+def _name_of(link: str) -> str:
+    return link.rstrip("/").rpartition("/")[2]
 
 
 def _domain_change(live: Live, previous_domain: str, *, new_active: bool) -> list[str]:
@@ -207,8 +295,22 @@ def live_rules(policy) -> list[Rule]:
 
 def drift(live: Live, settings: EndpointSettings) -> list[str]:
     """Every difference between what is live and what the code synthesizes, in plain words:
-    the policy's rules, then every other way in (the service's own settings, the URL maps)."""
-    return _policy_drift(live, settings) + _service_drift(live, settings) + _url_map_drift(live, settings)
+    the policy's rules, each arm's service (its exposure and model), the split and the canary's
+    header route, then every backend the URL maps can reach."""
+    differences = _policy_drift(live, settings)
+    models = {arm.service_name: arm.model_uri for arm in plan_arms(settings)}
+    for name, model in models.items():
+        differences += _service_drift(live, settings, name, model)
+    serving_map = live.url_map(URL_MAP_NAME)
+    routing = live_routing(serving_map)
+    # An arm the code no longer has (a canary removed but not yet deployed) still takes traffic.
+    services = arm_service_names()
+    for backend in [*routing.weights, routing.header_route]:
+        name = services.get(backend or "")
+        if name is not None and name not in models:
+            models[name] = None
+            differences += _service_drift(live, settings, name, None)
+    return differences + _routing_drift(settings, serving_map, routing) + _url_map_drift(live, settings)
 
 
 def _policy_drift(live: Live, settings: EndpointSettings) -> list[str]:
@@ -240,9 +342,19 @@ _INGRESS_WORDS = {
 }
 
 
-def _service_drift(live: Live, settings: EndpointSettings) -> list[str]:
-    service = live.service(settings.region)
-    label = f"the Cloud Run service {SERVICE_NAME}"
+def _service_drift(live: Live, settings: EndpointSettings, name: str, model_uri: str | None) -> list[str]:
+    """One arm's service: its exposure, and its model when the code has that arm."""
+    service = live.service(settings.region, name)
+    differences = _exposure_drift(service, f"the Cloud Run service {name}")
+    live_model = model_uri_of(service)
+    if model_uri is not None and live_model != model_uri:
+        differences.append(
+            f"the Cloud Run service {name} loads {live_model or 'no MODEL_URI'}; the code gives it {model_uri}"
+        )
+    return differences
+
+
+def _exposure_drift(service, label: str) -> list[str]:
     differences = []
     ingress = service.ingress.name
     if ingress != INGRESS:
@@ -263,6 +375,31 @@ def _service_drift(live: Live, settings: EndpointSettings) -> list[str]:
             "balancer's anonymous clients get Cloud Run's 403, and whoever holds the role decides "
             "access instead of the code; the code turns the check off"
         )
+    return differences
+
+
+def _routing_drift(settings: EndpointSettings, serving_map, routing: Routing) -> list[str]:
+    """The split and the canary's header route of the URL map that serves, against the code's."""
+    expected = plan_routing(settings)
+    label = f"the URL map {URL_MAP_NAME}"
+    differences = []
+    if routing.weights != expected.weights:
+        differences.append(
+            f"{label} splits requests {routing.shares() or 'nowhere'}; the code splits them {expected.shares()}"
+        )
+    data = type(serving_map).to_dict(serving_map)
+    fallback = _default_weights(data)
+    # Only a host rule makes the map's own default a second path; the same wrong split is said once.
+    if data.get("host_rules") and fallback not in (expected.weights, routing.weights):
+        differences.append(
+            f"{label}'s default for hosts no host rule matches sends requests "
+            f"{Routing(fallback).shares() or 'nowhere'}; the code sends them {expected.shares()}"
+        )
+    if routing.header_route != expected.header_route:
+        header = f"{CANARY_HEADER}: {CANARY_HEADER_VALUE}"
+        live_words = f"sends {header} to {routing.header_route}" if routing.header_route else f"has no route for {header}"
+        code_words = f"to {expected.header_route}" if expected.header_route else "nowhere special (it takes the split)"
+        differences.append(f"{label} {live_words}; the code sends it {code_words}")
     return differences
 
 

@@ -5,10 +5,11 @@ them with what is live without loading CDKTF.
 """
 
 import hashlib
+from dataclasses import dataclass
 
 from secure_endpoint.allowlist import chunk_ranges
 from secure_endpoint.armor import DEFAULT_RULE_PRIORITY, Rule
-from secure_endpoint.settings import EndpointSettings
+from secure_endpoint.settings import EndpointSettings, bucket_of
 
 NAME = "inference"
 SERVICE_NAME = NAME
@@ -19,6 +20,11 @@ BACKEND_NAME = f"{NAME}-backend"
 URL_MAP_NAME = f"{NAME}-lb"
 REDIRECT_MAP_NAME = f"{NAME}-http-redirect"
 SSL_POLICY_NAME = f"{NAME}-ssl-policy"
+STABLE, CANARY = "stable", "canary"
+# A request carrying this header with this value always reaches the canary, whatever the split.
+CANARY_HEADER, CANARY_HEADER_VALUE = "X-Model-Canary", "1"
+SPLIT_MATCHER_NAME = "split"
+CANARY_ROUTE_PRIORITY = 1
 # The service admits the load balancer only, its run.app URL is closed, and the invoker IAM check
 # is off: the load balancer's clients are anonymous, so ingress plus Cloud Armor is the gate.
 INGRESS = "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"
@@ -80,3 +86,74 @@ def plan_rules(settings: EndpointSettings) -> list[Rule]:
 def certificate_name(domain: str) -> str:
     """Follows the domain, so a new domain makes a new certificate instead of editing one in use."""
     return f"{NAME}-cert-{hashlib.sha256(domain.encode()).hexdigest()[:8]}"
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One model behind the load balancer, with its own service, identity, NEG and backend.
+
+    The stable arm's names are the ones the stack had before canaries existed, so adding or
+    removing a canary never renames, and so never replaces, anything of the stable arm.
+    """
+
+    role: str
+    model_uri: str
+    percent: int
+
+    @property
+    def suffix(self) -> str:
+        return "" if self.role == STABLE else f"-{self.role}"
+
+    @property
+    def service_name(self) -> str:
+        return f"{SERVICE_NAME}{self.suffix}"
+
+    @property
+    def backend_name(self) -> str:
+        return f"{NAME}{self.suffix}-backend"
+
+    @property
+    def account_id(self) -> str:
+        return f"{SERVICE_NAME}{self.suffix}-run"
+
+    @property
+    def model_bucket(self) -> str:
+        return bucket_of(self.model_uri)
+
+    def neg_name(self, region: str) -> str:
+        return f"{SERVICE_NAME}{self.suffix}-neg-{region}"
+
+
+def plan_arms(settings: EndpointSettings) -> tuple[Arm, ...]:
+    """The stable arm, and the canary when CANARY_MODEL_URI is set; percents add up to 100."""
+    if settings.canary_model_uri is None or settings.canary_percent is None:
+        return (Arm(STABLE, settings.model_uri, 100),)
+    return (
+        Arm(STABLE, settings.model_uri, 100 - settings.canary_percent),
+        Arm(CANARY, settings.canary_model_uri, settings.canary_percent),
+    )
+
+
+def arm_service_names() -> dict[str, str]:
+    """Backend service name -> Cloud Run service name, for every role an arm can have."""
+    arms = [Arm(role, "", 0) for role in (STABLE, CANARY)]
+    return {arm.backend_name: arm.service_name for arm in arms}
+
+
+@dataclass(frozen=True)
+class Routing:
+    """Where the serving URL map sends requests: backend service name -> weight, and the backend
+    that a request with CANARY_HEADER reaches (None: no such route, it takes the split too)."""
+
+    weights: dict[str, int]
+    header_route: str | None = None
+
+    def shares(self) -> str:
+        total = sum(self.weights.values()) or 1
+        return ", ".join(f"{name} {weight * 100 / total:g}%" for name, weight in self.weights.items())
+
+
+def plan_routing(settings: EndpointSettings) -> Routing:
+    arms = plan_arms(settings)
+    canary = [arm.backend_name for arm in arms if arm.role == CANARY]
+    return Routing(weights={arm.backend_name: arm.percent for arm in arms}, header_route=canary[0] if canary else None)

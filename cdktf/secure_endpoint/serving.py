@@ -29,7 +29,14 @@ from cdktf_cdktf_provider_time.sleep import Sleep
 from constructs import Construct
 
 from secure_endpoint.image import artifact_registry_image, tag_warning
-from secure_endpoint.plan import DEFAULT_URI_DISABLED, INGRESS, INVOKER_IAM_DISABLED, SERVICE_NAME
+from secure_endpoint.plan import (
+    DEFAULT_URI_DISABLED,
+    INGRESS,
+    INVOKER_IAM_DISABLED,
+    SERVICE_NAME,
+    STABLE,
+    Arm,
+)
 from secure_endpoint.settings import EndpointSettings
 
 CONTAINER_PORT = 5000
@@ -46,7 +53,8 @@ STARTUP_PROBE_FAILURES = 24
 
 
 class ServingBackend(Construct):
-    """The inference service, reachable only through the load balancer.
+    """One arm's inference service (the stable model, or the canary), reachable only through the
+    load balancer. The canary is this construct again with its own Arm: names suffixed `-canary`.
 
         service account ── objectViewer on the model's bucket (not storage.admin on the project)
               │                   │
@@ -59,26 +67,37 @@ class ServingBackend(Construct):
               │ points at
         serverless NEG "inference-neg-REGION" (created before the old one goes) ──► `self.neg`
 
-    Outputs: `service`, `service_account`, `model_access_wait`, `neg`.
+    The canary's service account reads the canary model's bucket, granted and waited for the same
+    way, and its service runs `image` when given: the stable arm's, pinned once.
+
+    Outputs: `arm`, `service`, `service_account`, `model_access_wait`, `neg`, `container_image`.
     """
 
     def __init__(
-        self, scope: Construct, id: str, *, settings: EndpointSettings, beta_provider: TerraformProvider
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        settings: EndpointSettings,
+        arm: Arm,
+        beta_provider: TerraformProvider,
+        image: str | None = None,
     ):
         super().__init__(scope, id)
+        self.arm = arm
 
         self.service_account = ServiceAccount(
             self,
             "service-account",
-            account_id=f"{SERVICE_NAME}-run",
-            display_name=f"{SERVICE_NAME} Cloud Run service",
+            account_id=arm.account_id,
+            display_name=f"{arm.service_name} Cloud Run service",
             description="Runs the inference service; reads the model and nothing else",
         )
 
         self.model_reader = StorageBucketIamMember(
             self,
             "model-reader",
-            bucket=settings.model_bucket,
+            bucket=arm.model_bucket,
             role=MODEL_READER_ROLE,
             member=self.service_account.member,
         )
@@ -90,17 +109,20 @@ class ServingBackend(Construct):
             triggers={"model_reader": self.model_reader.id},
         )
 
+        self.image = None
+        self.container_image = image if image is not None else self._pinned_image(settings.image)
         self.service = CloudRunV2Service(
             self,
             "service",
-            name=SERVICE_NAME,
+            name=arm.service_name,
             location=settings.region,
             description="Inference endpoint behind the load balancer and Cloud Armor",
             ingress=INGRESS,
             # Callers are anonymous clients of the load balancer: the gate is ingress plus Cloud
             # Armor, not IAM. Unlike an allUsers binding, this works under domain-restricted sharing.
             invoker_iam_disabled=INVOKER_IAM_DISABLED,
-            deletion_protection=settings.deletion_protection,
+            # A canary goes away at promotion: protecting it would make that apply fail.
+            deletion_protection=settings.deletion_protection and arm.role == STABLE,
             # The API reports GA back once no preview feature is in use: without ignore_changes
             # every plan would propose setting BETA again.
             launch_stage=LAUNCH_STAGE,
@@ -118,10 +140,10 @@ class ServingBackend(Construct):
                 containers=[
                     CloudRunV2ServiceTemplateContainers(
                         name=SERVICE_NAME,
-                        image=self._pinned_image(settings.image),
+                        image=self.container_image,
                         ports=CloudRunV2ServiceTemplateContainersPorts(container_port=CONTAINER_PORT),
                         env=[
-                            CloudRunV2ServiceTemplateContainersEnv(name="MODEL_URI", value=settings.model_uri),
+                            CloudRunV2ServiceTemplateContainersEnv(name="MODEL_URI", value=arm.model_uri),
                             CloudRunV2ServiceTemplateContainersEnv(
                                 name="GOOGLE_CLOUD_PROJECT", value=settings.project_id
                             ),
@@ -160,7 +182,7 @@ class ServingBackend(Construct):
         self.neg = ComputeRegionNetworkEndpointGroup(
             self,
             "neg",
-            name=f"{SERVICE_NAME}-neg-{settings.region}",
+            name=arm.neg_name(settings.region),
             region=self.service.location,
             network_endpoint_type="SERVERLESS",
             cloud_run=ComputeRegionNetworkEndpointGroupCloudRun(service=self.service.name),
@@ -169,7 +191,6 @@ class ServingBackend(Construct):
 
     def _pinned_image(self, image: str) -> str:
         """The image by digest: as given, or a tag in Artifact Registry resolved when planned."""
-        self.image = None
         warning = tag_warning(image)
         if warning:
             print(warning, file=sys.stderr)

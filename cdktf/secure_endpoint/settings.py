@@ -15,6 +15,8 @@ REPOSITORY = "inference-on-secure-cloud-run"
 # about 0.27 ms each: 80 requests in flight keep a saturated instance's queue near 20 ms.
 DEFAULT_CONCURRENCY = 80
 DEFAULT_MAX_INSTANCES = 3
+# The canary's share of requests, in percent: at 0 or 100 one of the two services would get none.
+CANARY_PERCENT_MIN, CANARY_PERCENT_MAX = 1, 99
 
 _PROJECT = re.compile(r"^(?:[a-z0-9.-]+:)?[a-z][a-z0-9-]{0,62}$")
 _REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
@@ -44,6 +46,8 @@ class EndpointSettings:
     deletion_protection: bool = False
     waf_rules: bool = True
     rate_limit_per_minute: int | None = None
+    canary_model_uri: str | None = None
+    canary_percent: int | None = None
 
     def as_json(self) -> dict:
         """Every setting as JSON values: what a synthesized output was made from."""
@@ -53,7 +57,7 @@ class EndpointSettings:
 
     @property
     def model_bucket(self) -> str:
-        return self.model_uri[len("gs://") :].split("/", 1)[0]
+        return bucket_of(self.model_uri)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "EndpointSettings":
@@ -75,11 +79,13 @@ class EndpointSettings:
         rate_limit = _int(environ, "RATE_LIMIT_PER_MINUTE", 0, minimum=0)
         domain = _optional(environ, "DOMAIN", _DOMAIN, "a domain name such as api.example.com")
         previous_domain = _previous_domain(environ, domain)
+        model_uri = _model_uri(environ)
+        canary_model_uri, canary_percent = _canary(environ, model_uri)
         return cls(
             project_id=project_id,
             region=region,
             allowed_ranges=allowed_ranges,
-            model_uri=_model_uri(environ),
+            model_uri=model_uri,
             image=environ.get("IMAGE", "").strip()
             or f"{region}-docker.pkg.dev/{project_id}/{REPOSITORY}/inference:latest",
             domain=domain,
@@ -92,7 +98,39 @@ class EndpointSettings:
             deletion_protection=_bool(environ, "DELETION_PROTECTION", False),
             waf_rules=_bool(environ, "WAF_RULES", True),
             rate_limit_per_minute=rate_limit or None,
+            canary_model_uri=canary_model_uri,
+            canary_percent=canary_percent,
         )
+
+
+def bucket_of(model_uri: str) -> str:
+    return model_uri[len("gs://") :].split("/", 1)[0]
+
+
+def _canary(environ: Mapping[str, str], model_uri: str) -> tuple[str | None, int | None]:
+    """A second model beside MODEL_URI and its share of traffic: both set, or neither."""
+    uri = environ.get("CANARY_MODEL_URI", "").strip()
+    percent = environ.get("CANARY_PERCENT", "").strip()
+    if not uri and not percent:
+        return None, None
+    if not percent:
+        raise SettingsError(
+            f"CANARY_PERCENT: required with CANARY_MODEL_URI={uri!r}; expected the canary's share of "
+            f"traffic, a whole number from {CANARY_PERCENT_MIN} to {CANARY_PERCENT_MAX}, got nothing"
+        )
+    if not uri:
+        raise SettingsError(
+            f"CANARY_MODEL_URI: required with CANARY_PERCENT={percent!r}; expected the canary model's "
+            "Cloud Storage URI, gs://bucket/object, got nothing"
+        )
+    canary_uri = _model_uri(environ, "CANARY_MODEL_URI")
+    if canary_uri == model_uri:
+        raise SettingsError(
+            f"CANARY_MODEL_URI: expected another model than MODEL_URI, got the same {canary_uri!r}; "
+            "a promoted canary is MODEL_URI alone, with CANARY_MODEL_URI and CANARY_PERCENT unset"
+        )
+    share = _int(environ, "CANARY_PERCENT", 0, minimum=CANARY_PERCENT_MIN, maximum=CANARY_PERCENT_MAX)
+    return canary_uri, share
 
 
 def _previous_domain(environ: Mapping[str, str], domain: str | None) -> str | None:
@@ -136,12 +174,12 @@ def _optional(environ: Mapping[str, str], name: str, pattern: re.Pattern, what: 
     return value
 
 
-def _model_uri(environ: Mapping[str, str]) -> str:
-    value = environ.get("MODEL_URI", "").strip()
-    bucket, _, name = value.removeprefix("gs://").partition("/")
-    if not value.startswith("gs://") or not _BUCKET.match(bucket) or not name or name.endswith("/"):
+def _model_uri(environ: Mapping[str, str], name: str = "MODEL_URI") -> str:
+    value = environ.get(name, "").strip()
+    bucket, _, path = value.removeprefix("gs://").partition("/")
+    if not value.startswith("gs://") or not _BUCKET.match(bucket) or not path or path.endswith("/"):
         raise SettingsError(
-            f"MODEL_URI: expected the model's Cloud Storage URI, gs://bucket/object, got {value!r}"
+            f"{name}: expected the model's Cloud Storage URI, gs://bucket/object, got {value!r}"
         )
     return value
 

@@ -5,6 +5,7 @@ from cdktf_cdktf_provider_time.provider import TimeProvider
 from constructs import Construct
 
 from secure_endpoint.edge import ArmoredEdge
+from secure_endpoint.plan import CANARY_HEADER, CANARY_HEADER_VALUE, plan_arms
 from secure_endpoint.providers import google_providers
 from secure_endpoint.serving import ServingBackend
 from secure_endpoint.settings import EndpointSettings
@@ -14,7 +15,8 @@ SEED_REQUEST = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "p
 
 
 class SecureEndpointStack(TerraformStack):
-    """ServingBackend (Cloud Run + NEG) composed with ArmoredEdge (load balancer + Cloud Armor)."""
+    """ServingBackend (Cloud Run + NEG), once per arm, composed with ArmoredEdge (load balancer +
+    Cloud Armor). The canary arm, when set, runs the image the stable arm pinned."""
 
     def __init__(self, scope: Construct, id: str, *, settings: EndpointSettings):
         super().__init__(scope, id)
@@ -23,8 +25,16 @@ class SecureEndpointStack(TerraformStack):
         if settings.state_bucket:
             GcsBackend(self, bucket=settings.state_bucket, prefix=STATE_PREFIX)
 
-        self.serving = ServingBackend(self, "serving", settings=settings, beta_provider=beta)
-        self.edge = ArmoredEdge(self, "edge", settings=settings, neg=self.serving.neg)
+        stable, *others = plan_arms(settings)
+        self.serving = ServingBackend(self, "serving", settings=settings, arm=stable, beta_provider=beta)
+        self.servings = [self.serving] + [
+            ServingBackend(
+                self, f"serving{arm.suffix}", settings=settings, arm=arm, beta_provider=beta,
+                image=self.serving.container_image,
+            )  # fmt: skip
+            for arm in others
+        ]
+        self.edge = ArmoredEdge(self, "edge", settings=settings, servings=self.servings)
 
         endpoint = f"{self.edge.url}/inference/"
         TerraformOutput(self, "load_balancer_ip", value=self.edge.address.address)
@@ -42,4 +52,15 @@ class SecureEndpointStack(TerraformStack):
             ),
         )
         TerraformOutput(self, "service_name", value=self.serving.service.name)
+        if others:
+            canary = self.servings[1]
+            TerraformOutput(self, "canary_service_name", value=canary.service.name)
+            TerraformOutput(
+                self,
+                "canary_curl",
+                value=Fn.format(
+                    "curl -X POST %s -H '%s: %s' -H 'Content-Type: application/json' -d '%s'",
+                    [endpoint, CANARY_HEADER, CANARY_HEADER_VALUE, Fn.jsonencode(SEED_REQUEST)],
+                ),
+            )
         TerraformOutput(self, "security_policy_name", value=self.edge.policy.name)
