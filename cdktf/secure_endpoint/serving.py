@@ -57,7 +57,8 @@ class ServingBackend(Construct):
               ▲  (google-beta provider)      closed, invoker IAM check off (ingress is the gate);
               │                              image pinned by digest (a tag resolved at plan)
               │ points at
-        serverless NEG "inference-neg-REGION" (created before the old one goes) ──► `self.neg`
+        serverless NEG "inference-neg-REGION" (created before the old one goes; names the
+              service by value, not by reference) ──► `self.neg`
 
     Outputs: `service`, `service_account`, `model_access_wait`, `neg`.
     """
@@ -157,13 +158,18 @@ class ServingBackend(Construct):
 
         # A new REGION replaces the NEG while the backend service still uses the old one: the new
         # one must exist first (under another name) for the backend service to move onto it.
+        # Not wired to the service by reference, unlike the rest: Terraform hands
+        # create_before_destroy on to whatever the NEG depends on, and a replaced service (tainted
+        # after a failed first revision) would then be created again under its own name before
+        # the old one goes, which the API refuses (409). A serverless NEG may name a service that
+        # does not exist yet.
         self.neg = ComputeRegionNetworkEndpointGroup(
             self,
             "neg",
             name=f"{SERVICE_NAME}-neg-{settings.region}",
-            region=self.service.location,
+            region=settings.region,
             network_endpoint_type="SERVERLESS",
-            cloud_run=ComputeRegionNetworkEndpointGroupCloudRun(service=self.service.name),
+            cloud_run=ComputeRegionNetworkEndpointGroupCloudRun(service=SERVICE_NAME),
             lifecycle=TerraformResourceLifecycle(create_before_destroy=True),
         )
 
