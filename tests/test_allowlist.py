@@ -6,7 +6,13 @@ import sys
 
 import pytest
 
-from secure_endpoint.allowlist import MAX_RANGES_PER_RULE, AllowlistError, chunk_ranges, parse_allowlist
+from secure_endpoint.allowlist import (
+    MAX_ALLOW_RULES,
+    MAX_RANGES_PER_RULE,
+    AllowlistError,
+    chunk_ranges,
+    parse_allowlist,
+)
 from secure_endpoint.settings import DEFAULT_REGION, EndpointSettings, SettingsError
 from tests.helpers import ROOT
 from tests.infra import BASE_ENV
@@ -125,6 +131,25 @@ def test_an_empty_entry_between_two_is_refused_as_a_missing_one(raw):
 @pytest.mark.parametrize("raw", ["203.0.113.4,", ",203.0.113.4", " 203.0.113.4 ,\n", "203.0.113.4,\n198.51.100.7,\n"])
 def test_separators_before_the_first_entry_or_after_the_last_are_layout(raw):
     assert ipaddress.ip_network("203.0.113.4/32") in parse_allowlist(raw)
+
+
+def spaced_ipv6_addresses(count: int) -> str:
+    """`count` addresses of 2001:db8::/32 two apart, so that no two fold into one range."""
+    return " ".join(f"2001:db8::{2 * i:x}" for i in range(count))
+
+
+def test_more_ranges_than_the_allow_rules_hold_are_refused_naming_the_count():
+    most = MAX_ALLOW_RULES * MAX_RANGES_PER_RULE
+    assert len(chunk_ranges(parse_allowlist(spaced_ipv6_addresses(most)))) == MAX_ALLOW_RULES
+
+    env = {**BASE_ENV, "IPV6": "true", "ALLOWED_IP_RANGES": spaced_ipv6_addresses(most + 1)}
+    with pytest.raises(SettingsError) as raised:
+        EndpointSettings.from_env(env)
+
+    message = str(raised.value)
+    assert message.startswith("ALLOWED_IP_RANGES: ")
+    assert f"expected at most {most:,} ranges once folded ({MAX_ALLOW_RULES} Cloud Armor rules of {MAX_RANGES_PER_RULE})" in message
+    assert f"got {most + 1:,}, which would need {MAX_ALLOW_RULES + 1} rules" in message
 
 
 @pytest.mark.parametrize("count", [1, 10, 11, 25])
