@@ -193,6 +193,10 @@ def test_settings_defaults():
         ("CONCURRENCY", "5000", "CONCURRENCY: expected a whole number from 1 to 1000, got '5000'"),
         ("DELETION_PROTECTION", "maybe", "DELETION_PROTECTION: expected true or false, got 'maybe'"),
         ("RATE_LIMIT_PER_MINUTE", "lots", "RATE_LIMIT_PER_MINUTE: expected a whole number"),
+        ("RATE_LIMIT_PER_MINUTE", "1000001", "RATE_LIMIT_PER_MINUTE: expected a whole number from 0 to 1000000, got '1000001'"),
+        ("MAX_INSTANCES", "\uff11\uff10", "MAX_INSTANCES: expected a whole number of at least 1, got '\uff11\uff10'"),
+        ("MAX_INSTANCES", "1_000", "MAX_INSTANCES: expected a whole number of at least 1, got '1_000'"),
+        ("CONCURRENCY", "+40", "CONCURRENCY: expected a whole number from 1 to 1000, got '+40'"),
     ],
 )
 def test_bad_setting_names_the_variable_and_value(name, value, words):
