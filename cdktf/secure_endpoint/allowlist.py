@@ -50,11 +50,11 @@ def parse_allowlist(raw: str) -> tuple[Network, ...]:
         _check_union(version, given, networks)
         folded.extend(networks)
     if len(folded) > MAX_RANGES:
+        rules = -(-len(folded) // MAX_RANGES_PER_RULE)
         raise AllowlistError(
-            f"expected at most {MAX_RANGES:,} ranges once folded ({MAX_ALLOW_RULES} Cloud Armor rules "
-            f"of {MAX_RANGES_PER_RULE}), got {len(folded):,}, which would need "
-            f"{-(-len(folded) // MAX_RANGES_PER_RULE)} rules: list whole networks as CIDRs "
-            "instead of their single addresses"
+            f"expected at most {MAX_RANGES:,} ranges once folded ({MAX_ALLOW_RULES} Cloud Armor "
+            f"rules of {MAX_RANGES_PER_RULE}), got {len(folded):,}, which would need {rules} rules: "
+            "list whole networks as CIDRs instead of their single addresses"
         )
     return tuple(folded)
 
