@@ -116,7 +116,10 @@ settings-upload: | $(BIN)/python
 settings-%: | $(BIN)/python
 	$(call refuse_bad_settings,$(BIN)/python cdktf/main.py --check $*)
 
-refuse_bad_settings = $(call refuse,$(strip $(patsubst error:%,%,$(shell $(1) 2>&1 >/dev/null))))
+refuse_bad_settings = $(call refuse,$(strip $(patsubst error:%,%,$(shell env $(command_line_variables) $(1) 2>&1 >/dev/null))))
+# GNU make before 4.4 starts $(shell …) in the environment make itself started in, without the
+# variables given on its command line: each is passed on, single-quoted for the shell.
+command_line_variables = $(foreach name,$(.VARIABLES),$(if $(findstring command line,$(origin $(name))),$(name)='$(subst ','\'',$($(name)))'))
 refuse = $(if $(1),$(error $(1)))
 
 upload: settings-upload $(VENV)/.serve-deps $(MODEL)

@@ -6,7 +6,13 @@ import sys
 
 import pytest
 
-from secure_endpoint.allowlist import MAX_RANGES_PER_RULE, AllowlistError, chunk_ranges, parse_allowlist
+from secure_endpoint.allowlist import (
+    MAX_ALLOW_RULES,
+    MAX_RANGES_PER_RULE,
+    AllowlistError,
+    chunk_ranges,
+    parse_allowlist,
+)
 from secure_endpoint.settings import DEFAULT_REGION, EndpointSettings, SettingsError
 from tests.helpers import ROOT
 from tests.infra import BASE_ENV
@@ -127,6 +133,25 @@ def test_separators_before_the_first_entry_or_after_the_last_are_layout(raw):
     assert ipaddress.ip_network("203.0.113.4/32") in parse_allowlist(raw)
 
 
+def spaced_ipv6_addresses(count: int) -> str:
+    """`count` addresses of 2001:db8::/32 two apart, so that no two fold into one range."""
+    return " ".join(f"2001:db8::{2 * i:x}" for i in range(count))
+
+
+def test_more_ranges_than_the_allow_rules_hold_are_refused_naming_the_count():
+    most = MAX_ALLOW_RULES * MAX_RANGES_PER_RULE
+    assert len(chunk_ranges(parse_allowlist(spaced_ipv6_addresses(most)))) == MAX_ALLOW_RULES
+
+    env = {**BASE_ENV, "IPV6": "true", "ALLOWED_IP_RANGES": spaced_ipv6_addresses(most + 1)}
+    with pytest.raises(SettingsError) as raised:
+        EndpointSettings.from_env(env)
+
+    message = str(raised.value)
+    assert message.startswith("ALLOWED_IP_RANGES: ")
+    assert f"expected at most {most:,} ranges once folded ({MAX_ALLOW_RULES} Cloud Armor rules of {MAX_RANGES_PER_RULE})" in message
+    assert f"got {most + 1:,}, which would need {MAX_ALLOW_RULES + 1} rules" in message
+
+
 @pytest.mark.parametrize("count", [1, 10, 11, 25])
 def test_chunks_hold_at_most_ten_ranges_and_lose_none(count):
     networks = parse_allowlist(" ".join(ranges(count, ipv6_every=4)))
@@ -168,6 +193,10 @@ def test_settings_defaults():
         ("CONCURRENCY", "5000", "CONCURRENCY: expected a whole number from 1 to 1000, got '5000'"),
         ("DELETION_PROTECTION", "maybe", "DELETION_PROTECTION: expected true or false, got 'maybe'"),
         ("RATE_LIMIT_PER_MINUTE", "lots", "RATE_LIMIT_PER_MINUTE: expected a whole number"),
+        ("RATE_LIMIT_PER_MINUTE", "1000001", "RATE_LIMIT_PER_MINUTE: expected a whole number from 0 to 1000000, got '1000001'"),
+        ("MAX_INSTANCES", "\uff11\uff10", "MAX_INSTANCES: expected a whole number of at least 1, got '\uff11\uff10'"),
+        ("MAX_INSTANCES", "1_000", "MAX_INSTANCES: expected a whole number of at least 1, got '1_000'"),
+        ("CONCURRENCY", "+40", "CONCURRENCY: expected a whole number from 1 to 1000, got '+40'"),
     ],
 )
 def test_bad_setting_names_the_variable_and_value(name, value, words):

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from secure_endpoint.app import read_settings, synthesize
-from secure_endpoint.bootstrap import APIS, BUILD_ACCOUNT_ID, BUILD_ROLES
+from secure_endpoint.bootstrap import APIS, APIS_WAIT, BUILD_ACCOUNT_ID, BUILD_ROLES
 from secure_endpoint.bootstrap_settings import BOOTSTRAP_STACK, BootstrapSettings
 from secure_endpoint.settings import REPOSITORY, STACK_NAME, EndpointSettings, SettingsError
 from tests.helpers import ROOT
@@ -134,8 +134,22 @@ def test_each_resource_waits_for_the_api_it_calls(bootstrap, kind):
         assert api_address(bootstrap, NEEDS_API[kind]) in resource["depends_on"]
 
 
+def test_every_resource_waits_a_minute_after_the_apis_are_enabled(bootstrap):
+    """An API answers "has not been used or is disabled" for a while after it is enabled, and the
+    provider does not retry that: the first calls wait for the enablement to propagate."""
+    ((name, wait),) = bootstrap.resources("time_sleep").items()
+    services = {f"google_project_service.{key}" for key in bootstrap.resources("google_project_service")}
+
+    assert wait["create_duration"] == APIS_WAIT == "60s"
+    assert services <= set(wait["depends_on"])
+    assert "time" in bootstrap.json["terraform"]["required_providers"]
+    for kind in NEEDS_API:
+        for resource in bootstrap.resources(kind).values():
+            assert f"time_sleep.{name}" in resource["depends_on"], kind
+
+
 def test_no_resource_of_the_bootstrap_is_left_unchecked_for_its_api(bootstrap):
-    kinds = set(bootstrap.json["resource"]) - {"google_project_service", "terraform_data"}
+    kinds = set(bootstrap.json["resource"]) - {"google_project_service", "terraform_data", "time_sleep"}
 
     assert kinds == set(NEEDS_API)
 

@@ -127,6 +127,17 @@ def test_a_preview_rule_is_skipped_even_when_it_would_allow():
     assert [r.description for r in decision.previews] == ["trial"]
 
 
+@pytest.mark.parametrize("action", ["allow", "throttle", "rate_based_ban"])
+def test_rate_based_rules_let_their_addresses_through(action):
+    """Throttle and rate-based ban both let requests through up to their threshold."""
+    rules = [
+        Rule(priority=900, action=action, description="partner", src_ip_ranges=("198.51.100.0/24",)),
+        Rule(priority=2147483647, action="deny(403)", src_ip_ranges=("*",)),
+    ]
+
+    assert decide(rules, "198.51.100.7").allowed
+
+
 @pytest.mark.parametrize(
     "rules, words",
     [

@@ -1,6 +1,7 @@
 """The synthesized graph: every resource of the seed, corrected, wired by reference."""
 
 import ipaddress
+import json
 
 import pytest
 
@@ -141,8 +142,18 @@ def test_the_neg_is_serverless_and_points_at_the_service_in_its_region(plain):
     neg = plain.one(NEG)
 
     assert neg["network_endpoint_type"] == "SERVERLESS"
-    assert neg["cloud_run"]["service"] == plain.address(RUN, "name")
-    assert neg["region"] == plain.address(RUN, "location")
+    assert neg["cloud_run"]["service"] == plain.one(RUN)["name"]
+    assert neg["region"] == plain.one(RUN)["location"]
+
+
+def test_the_neg_does_not_pass_create_before_destroy_on_to_the_service(plain):
+    """Terraform gives a create_before_destroy resource's dependencies the same lifecycle: a
+    service that depended so would, when replaced, be created again under its own name first (409)."""
+    neg = plain.one(NEG)
+
+    assert neg["lifecycle"] == {"create_before_destroy": True}
+    assert f"${{{RUN}." not in json.dumps(neg)
+    assert "lifecycle" not in plain.one(RUN) or "create_before_destroy" not in plain.one(RUN)["lifecycle"]
 
 
 def test_the_backend_is_external_managed_with_the_policy_logs_and_no_rejected_fields(plain):

@@ -158,6 +158,26 @@ def test_verify_reports_an_address_added_by_hand(env, compute, capsys):
 
 
 @pytest.mark.parametrize(
+    "rule, words",
+    [
+        (Rule(priority=500, action="allow", description="open for a demo", src_ip_ranges=("*",)),
+         "everyone (*) is allowed by the live policy but not by the code"),
+        (Rule(priority=500, action="rate_based_ban", description="partner", src_ip_ranges=("198.51.100.0/24",)),
+         "198.51.100.0/24 is allowed by the live policy but not by the code"),
+    ],
+    ids=["allow everyone", "rate-based ban lets requests through"],
+)  # fmt: skip
+def test_verify_reports_a_rule_that_lets_more_in_by_hand(env, compute, capsys, rule, words):
+    rules = plan_rules(env()) + [rule]
+    factory = compute(policy=policy_json(rules), backend=backend_json())
+
+    assert run("verify", factory) == 1
+    out = capsys.readouterr().out
+    assert words in out
+    assert "differs from the code in 1 ways" in out
+
+
+@pytest.mark.parametrize(
     "service, words",
     [
         (service_json(ingress="INGRESS_TRAFFIC_ALL"),

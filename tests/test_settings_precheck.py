@@ -53,7 +53,9 @@ def lines(result: subprocess.CompletedProcess) -> list[str]:
     ],
 )  # fmt: skip
 def test_a_bad_setting_stops_the_target_in_one_line_before_cdktf(target, env, message):
-    result = run(["make", target], env)
+    # A dry run: the check runs all the same, and should it let a bad setting past, nothing
+    # installs (npm ci would empty a shared node_modules) and nothing deploys.
+    result = run(["make", "-n", target], env)
 
     output = lines(result)
     assert result.returncode == 2
@@ -63,9 +65,9 @@ def test_a_bad_setting_stops_the_target_in_one_line_before_cdktf(target, env, me
     assert "cdktf" not in output[0] and "Synthesizing" not in output[0]
 
 
-def make_dry_run(target: str, env: dict[str, str]) -> list[str]:
+def make_dry_run(target: str, env: dict[str, str], *assignments: str) -> list[str]:
     """The commands `make` would run for `target` (its settings check runs for real)."""
-    result = run(["make", "-n", target], env)
+    result = run(["make", "-n", target, *assignments], env)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout.splitlines()
 
@@ -95,3 +97,30 @@ def test_the_settings_check_is_silent_when_all_is_well():
 
     assert (checked.returncode, checked.stdout, checked.stderr) == (0, "", "")
     assert (upload.returncode, upload.stdout, upload.stderr) == (0, "", "")
+
+
+def test_a_setting_given_on_makes_command_line_reaches_the_check():
+    """make 4.3 starts `$(shell …)` with its own starting environment, without command-line variables."""
+    without = {name: value for name, value in BASE_ENV.items() if name != "ALLOWED_IP_RANGES"}
+
+    commands = make_dry_run("deploy", without, "ALLOWED_IP_RANGES=203.0.113.4")
+
+    assert f"STACK={STACK_NAME} node_modules/.bin/cdktf deploy {STACK_NAME}" in commands
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("10.0.0.1", "ALLOWED_IP_RANGES: expected public addresses, got '10.0.0.1'"),
+        ("203.0.113.4'; true '", "ALLOWED_IP_RANGES: expected IPv4/IPv6 addresses or CIDRs, got \"203.0.113.4';\""),
+    ],
+    ids=["private address", "quotes and a command"],
+)  # fmt: skip
+def test_a_bad_setting_on_makes_command_line_overrides_a_good_one_in_the_environment(value, message):
+    # A dry run: should the check let the value past, nothing installs or deploys.
+    result = run(["make", "-n", "deploy", f"ALLOWED_IP_RANGES={value}"], BASE_ENV)
+
+    output = lines(result)
+    assert result.returncode == 2
+    assert len(output) == 1, output
+    assert message in output[0]

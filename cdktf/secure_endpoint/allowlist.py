@@ -14,6 +14,13 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # A basic SRC_IPS_V1 rule of Cloud Armor accepts at most 10 ranges.
 MAX_RANGES_PER_RULE = 10
+# Every rule of every global security policy in a project counts against one per-project quota,
+# SECURITY_POLICY_RULES (https://cloud.google.com/armor/quotas), whose value is the project's own
+# (the console's Quotas page shows it) and may be far lower on a new project. 100 allow rules
+# keep the whole policy at 111 with the WAF and default rules; a list that needs more is refused
+# at synth instead of failing at apply with "Quota 'SECURITY_POLICY_RULES' exceeded".
+MAX_ALLOW_RULES = 100
+MAX_RANGES = MAX_ALLOW_RULES * MAX_RANGES_PER_RULE
 SEED_PLACEHOLDER = "your ip address"
 # Widest prefix of one range, and most addresses in all, per IP version.
 WIDEST_PREFIX = {4: 8, 6: 16}
@@ -42,6 +49,13 @@ def parse_allowlist(raw: str) -> tuple[Network, ...]:
         networks = list(ipaddress.collapse_addresses(network for _, network in given))
         _check_union(version, given, networks)
         folded.extend(networks)
+    if len(folded) > MAX_RANGES:
+        rules = -(-len(folded) // MAX_RANGES_PER_RULE)
+        raise AllowlistError(
+            f"expected at most {MAX_RANGES:,} ranges once folded ({MAX_ALLOW_RULES} Cloud Armor "
+            f"rules of {MAX_RANGES_PER_RULE}), got {len(folded):,}, which would need {rules} rules: "
+            "list whole networks as CIDRs instead of their single addresses"
+        )
     return tuple(folded)
 
 

@@ -13,7 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-ALLOWING_ACTIONS = ("allow", "throttle")  # throttle: allowed up to the rate limit
+# Throttle and rate-based ban both let a client through up to their threshold.
+ALLOWING_ACTIONS = ("allow", "throttle", "rate_based_ban")
 DEFAULT_RULE_PRIORITY = 2147483647
 
 

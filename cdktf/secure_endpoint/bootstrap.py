@@ -25,6 +25,8 @@ from cdktf_cdktf_provider_google.storage_bucket import (
     StorageBucketVersioning,
 )
 from cdktf_cdktf_provider_google.storage_bucket_iam_member import StorageBucketIamMember
+from cdktf_cdktf_provider_time.provider import TimeProvider
+from cdktf_cdktf_provider_time.sleep import Sleep
 from constructs import Construct
 
 from secure_endpoint.bootstrap_settings import BootstrapSettings
@@ -34,6 +36,9 @@ BOOTSTRAP_STATE_PREFIX = "inference-on-secure-cloud-run-bootstrap"
 BUILD_ACCOUNT_ID = "inference-build"
 # Sources staged for a build are read once, when it starts.
 BUILD_SOURCE_DAYS = 7
+# A freshly enabled API keeps answering "has not been used or is disabled" for a while, and the
+# provider does not retry that error: the first calls to the new APIs wait this long.
+APIS_WAIT = "60s"
 
 # Every API the two stacks and the build call, and why.
 APIS = {
@@ -58,7 +63,9 @@ class Bootstrap(Construct):
     """APIs, buckets, the image repository and the account that builds the image.
 
         google_project_service × 9 (left enabled on destroy)
-              │ every resource below depends on the API it calls
+              │
+        time_sleep 60 s (enablement propagates; again when the list of APIs changes)
+              │ every resource below depends on it and on the API it calls
               ▼
         region guard (terraform_data) ── records REGION at the first apply; a later plan with
               │                          another REGION fails before anything is replaced
@@ -70,8 +77,8 @@ class Bootstrap(Construct):
               ▲ artifactregistry.writer
         build service account ── logging.logWriter on the project, objectViewer on the sources
 
-    Outputs: `apis`, `model_bucket`, `state_bucket`, `build_source_bucket`, `repository`,
-    `build_account`, `region_guard`.
+    Outputs: `apis`, `apis_ready`, `model_bucket`, `state_bucket`, `build_source_bucket`,
+    `repository`, `build_account`, `region_guard`.
     """
 
     def __init__(self, scope: Construct, id: str, *, settings: BootstrapSettings):
@@ -88,7 +95,14 @@ class Bootstrap(Construct):
             )
             for api in APIS
         }
-        storage = [self.apis["storage.googleapis.com"]]
+        self.apis_ready = Sleep(
+            self,
+            "apis-ready",
+            create_duration=APIS_WAIT,
+            triggers={api: service.id for api, service in self.apis.items()},
+            depends_on=list(self.apis.values()),
+        )
+        storage = self._after("storage.googleapis.com")
 
         self.region_guard = DataResource(
             self,
@@ -136,7 +150,7 @@ class Bootstrap(Construct):
             location=settings.region,
             format="DOCKER",
             description="Images of the inference service",
-            depends_on=[self.apis["artifactregistry.googleapis.com"]],
+            depends_on=self._after("artifactregistry.googleapis.com"),
         )
 
         # New projects build as the Compute Engine default account, which may hold no role at all
@@ -147,7 +161,7 @@ class Bootstrap(Construct):
             account_id=BUILD_ACCOUNT_ID,
             display_name="inference image builds",
             description="Runs cloudbuild.yaml: reads staged sources, pushes the image, writes logs",
-            depends_on=[self.apis["iam.googleapis.com"]],
+            depends_on=self._after("iam.googleapis.com"),
         )
         ArtifactRegistryRepositoryIamMember(
             self,
@@ -156,7 +170,7 @@ class Bootstrap(Construct):
             location=self.repository.location,
             role=BUILD_ROLES["repository"],
             member=self.build_account.member,
-            depends_on=[self.apis["artifactregistry.googleapis.com"]],
+            depends_on=self._after("artifactregistry.googleapis.com"),
         )
         ProjectIamMember(
             self,
@@ -164,10 +178,7 @@ class Bootstrap(Construct):
             project=settings.project_id,
             role=BUILD_ROLES["project"],
             member=self.build_account.member,
-            depends_on=[
-                self.apis["cloudresourcemanager.googleapis.com"],
-                self.apis["logging.googleapis.com"],
-            ],
+            depends_on=self._after("cloudresourcemanager.googleapis.com", "logging.googleapis.com"),
         )
         StorageBucketIamMember(
             self,
@@ -177,6 +188,10 @@ class Bootstrap(Construct):
             member=self.build_account.member,
             depends_on=storage,
         )
+
+    def _after(self, *apis: str) -> list:
+        """The APIs a resource calls, and the wait for their enablement to propagate."""
+        return [*(self.apis[api] for api in apis), self.apis_ready]
 
 
 def _kept_bucket(scope: Bootstrap, id: str, name: str, settings: BootstrapSettings) -> StorageBucket:
@@ -190,7 +205,7 @@ def _kept_bucket(scope: Bootstrap, id: str, name: str, settings: BootstrapSettin
         public_access_prevention="enforced",
         versioning=StorageBucketVersioning(enabled=True),
         lifecycle=TerraformResourceLifecycle(prevent_destroy=True),
-        depends_on=[scope.apis["storage.googleapis.com"]],
+        depends_on=scope._after("storage.googleapis.com"),
     )
 
 
@@ -200,6 +215,7 @@ class BootstrapStack(TerraformStack):
     def __init__(self, scope: Construct, id: str, *, settings: BootstrapSettings):
         super().__init__(scope, id)
         GoogleProvider(self, "google", project=settings.project_id, region=settings.region)
+        TimeProvider(self, "time")
         if settings.state_in_bucket:
             GcsBackend(self, bucket=settings.state_bucket, prefix=BOOTSTRAP_STATE_PREFIX)
 

@@ -445,23 +445,32 @@ def _backend_links(node) -> Iterator[str]:
             yield from _backend_links(item)
 
 
+# `*` matches every address of both families.
+EVERYONE = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
+
+
 def _allowed_ranges(rules: Iterable[Rule]) -> set:
     return {
-        ipaddress.ip_network(text, strict=False)
+        network
         for rule in rules
         if rule.action in ALLOWING_ACTIONS and not rule.preview and rule.expression is None
         for text in rule.src_ip_ranges
-        if text != "*"
+        for network in (EVERYONE if text == "*" else (ipaddress.ip_network(text, strict=False),))
     }
 
 
 def _range_drift(expected: list[Rule], actual: list[Rule]) -> list[str]:
     want, have = _allowed_ranges(expected), _allowed_ranges(actual)
-    key = lambda n: (n.version, n)  # noqa: E731
     return [
-        *(f"{n} is allowed by the code but not by the live policy" for n in sorted(want - have, key=key)),
-        *(f"{n} is allowed by the live policy but not by the code" for n in sorted(have - want, key=key)),
+        *(f"{n} is allowed by the code but not by the live policy" for n in _named(want - have)),
+        *(f"{n} is allowed by the live policy but not by the code" for n in _named(have - want)),
     ]
+
+
+def _named(networks: set) -> list[str]:
+    if set(EVERYONE) <= networks:
+        return ["everyone (*)"] + _named(networks - set(EVERYONE))
+    return [str(n) for n in sorted(networks, key=lambda n: (n.version, n))]
 
 
 def _rule_drift(expected: list[Rule], actual: list[Rule]) -> list[str]:

@@ -65,7 +65,8 @@ class ServingBackend(Construct):
               ▲  (google-beta provider)      closed, invoker IAM check off (ingress is the gate);
               │                              image pinned by digest (a tag resolved at plan)
               │ points at
-        serverless NEG "inference-neg-REGION" (created before the old one goes) ──► `self.neg`
+        serverless NEG "inference-neg-REGION" (created before the old one goes; names the
+              service by value, not by reference) ──► `self.neg`
 
     The canary's service account reads the canary model's bucket, granted and waited for the same
     way, and its service runs `image` when given: the stable arm's, pinned once.
@@ -179,13 +180,18 @@ class ServingBackend(Construct):
 
         # A new REGION replaces the NEG while the backend service still uses the old one: the new
         # one must exist first (under another name) for the backend service to move onto it.
+        # Not wired to the service by reference, unlike the rest: Terraform hands
+        # create_before_destroy on to whatever the NEG depends on, and a replaced service (tainted
+        # after a failed first revision) would then be created again under its own name before
+        # the old one goes, which the API refuses (409). A serverless NEG may name a service that
+        # does not exist yet.
         self.neg = ComputeRegionNetworkEndpointGroup(
             self,
             "neg",
             name=arm.neg_name(settings.region),
-            region=self.service.location,
+            region=settings.region,
             network_endpoint_type="SERVERLESS",
-            cloud_run=ComputeRegionNetworkEndpointGroupCloudRun(service=self.service.name),
+            cloud_run=ComputeRegionNetworkEndpointGroupCloudRun(service=arm.service_name),
             lifecycle=TerraformResourceLifecycle(create_before_destroy=True),
         )
 

@@ -17,12 +17,18 @@ DEFAULT_CONCURRENCY = 80
 DEFAULT_MAX_INSTANCES = 3
 # The canary's share of requests, in percent: at 0 or 100 one of the two services would get none.
 CANARY_PERCENT_MIN, CANARY_PERCENT_MAX = 1, 99
+# A throttle rule's threshold count runs from 1 to 1,000,000 (Cloud Armor's rate limiting
+# overview, https://cloud.google.com/armor/docs/rate-limiting-overview); the rule counts a minute.
+MAX_RATE_LIMIT_PER_MINUTE = 1_000_000
 
 _PROJECT = re.compile(r"^(?:[a-z0-9.-]+:)?[a-z][a-z0-9-]{0,62}$")
 _REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
 _BUCKET = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,220}[a-z0-9])?$")
 _DOMAIN = re.compile(r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+# ASCII digits only: int() also takes "１０", "1_000" and "+5", which no other tool reading the
+# same variable would.
+_WHOLE_NUMBER = re.compile(r"[0-9]+")
 
 
 class SettingsError(ValueError):
@@ -76,7 +82,9 @@ class EndpointSettings:
             raise SettingsError(
                 f"MAX_INSTANCES: expected at least MIN_INSTANCES ({min_instances}), got {max_instances}"
             )
-        rate_limit = _int(environ, "RATE_LIMIT_PER_MINUTE", 0, minimum=0)
+        rate_limit = _int(
+            environ, "RATE_LIMIT_PER_MINUTE", 0, minimum=0, maximum=MAX_RATE_LIMIT_PER_MINUTE
+        )
         domain = _optional(environ, "DOMAIN", _DOMAIN, "a domain name such as api.example.com")
         previous_domain = _previous_domain(environ, domain)
         model_uri = _model_uri(environ)
@@ -190,10 +198,7 @@ def _int(
     raw = environ.get(name, "").strip()
     if not raw:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = minimum - 1
+    value = int(raw) if _WHOLE_NUMBER.fullmatch(raw) else minimum - 1
     if value < minimum or (maximum is not None and value > maximum):
         bounds = f"from {minimum} to {maximum}" if maximum is not None else f"of at least {minimum}"
         raise SettingsError(f"{name}: expected a whole number {bounds}, got {raw!r}")
