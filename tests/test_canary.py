@@ -198,7 +198,9 @@ def test_each_arm_has_its_own_account_grant_wait_neg_and_backend(request, shape)
     negs = by_name(stack, NEG)
     assert set(negs) == {"inference-neg-asia-northeast1", "inference-canary-neg-asia-northeast1"}
     canary_neg = negs["inference-canary-neg-asia-northeast1"]
-    assert canary_neg["cloud_run"]["service"] == ref(stack, RUN, "inference-canary", "name")
+    # By value, like the stable arm's: a reference would hand create_before_destroy to the service.
+    assert canary_neg["cloud_run"]["service"] == "inference-canary"
+    assert canary_neg["region"] == "asia-northeast1"
     assert canary_neg["lifecycle"] == {"create_before_destroy": True}
     backends = by_name(stack, BACKEND)
     assert set(backends) == {"inference-backend", "inference-canary-backend"}
