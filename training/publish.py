@@ -12,7 +12,6 @@ bytes), 2 bad input or settings, or Cloud Storage failed. The URI to deploy is s
 import argparse
 import base64
 import hashlib
-import ipaddress
 import math
 import os
 import re
@@ -24,6 +23,7 @@ from pathlib import Path
 
 from function.model import VERSION_KEY
 from function.settings import DEFAULT_MODEL_URI
+from training.buckets import bucket_name_problem
 
 NAME_KEY = "model_name"
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
@@ -35,11 +35,6 @@ EXIT_PUBLISHED = 0
 EXIT_REFUSED = 1
 EXIT_FAILED = 2
 
-# Cloud Storage's naming rules for buckets:
-# https://cloud.google.com/storage/docs/buckets#naming
-_BUCKET = re.compile(r"[a-z0-9](?:[a-z0-9._-]{1,220}[a-z0-9])")
-# The README's YOUR_BUCKET and its cousins, `<bucket>`, and a variable the shell did not expand.
-_PLACEHOLDER = re.compile(r"your[-_.]?(?:model[-_.]?)?bucket|^<.*>$|^\$", re.IGNORECASE)
 _CHUNK = 1 << 20
 
 
@@ -76,32 +71,6 @@ class PublishSettings:
                 f"MODEL_BUCKET: expected a Cloud Storage bucket name, got {raw!r}: {problem}"
             )
         return cls(bucket=raw, timeout=timeout)
-
-
-def bucket_name_problem(name: str) -> str | None:
-    """Why `name` cannot be a bucket's name, or None when it can."""
-    if name.startswith("gs://"):
-        return "give the bare name, without gs://"
-    if _PLACEHOLDER.search(name):
-        return "that is the documentation's placeholder; give your own bucket's name"
-    if not _BUCKET.fullmatch(name):
-        return (
-            "3 to 222 characters: lowercase letters, digits, '-', '_' and '.', "
-            "starting and ending with a letter or a digit"
-        )
-    if any(len(part) > 63 for part in name.split(".")):
-        return "at most 63 characters, or 63 between dots"
-    if ".." in name:
-        return "no empty part between dots"
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        pass
-    else:
-        return "not an IP address"
-    if name.startswith("goog") or "google" in name or "g00gle" in name:
-        return "names that start with 'goog' or contain 'google' are reserved"
-    return None
 
 
 @dataclass(frozen=True)

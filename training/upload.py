@@ -5,32 +5,22 @@
 
 import argparse
 import os
-import re
 import sys
 from pathlib import Path
 
 from function.settings import DEFAULT_MODEL_URI
 from function.storage import parse_gcs_uri, upload_file
-
-# Cloud Storage's naming rules: lowercase letters, digits, -, _ and ., starting and ending with a
-# letter or digit; 3 to 63 characters, or up to 222 in dot-separated parts of at most 63.
-_BUCKET_PART = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,61}[a-z0-9])?$")
+from training.buckets import bucket_name_problem
 
 
 def check_uri(uri: str) -> None:
     """Raises ValueError saying what is wrong with `uri` as the upload's destination."""
     bucket, _ = parse_gcs_uri(uri)
-    if bucket != bucket.lower():
+    problem = bucket_name_problem(bucket)
+    if problem:
         raise ValueError(
-            f"bucket names are lowercase, got {bucket!r} in {uri!r}: a placeholder? "
-            "`make bootstrap` prints the model bucket's name"
-        )
-    parts = bucket.split(".")
-    longest = 222 if len(parts) > 1 else 63
-    if not 3 <= len(bucket) <= longest or not all(map(_BUCKET_PART.match, parts)):
-        raise ValueError(
-            f"expected a bucket name of 3 to 63 lowercase letters, digits, -, _ or ., "
-            f"got {bucket!r} in {uri!r}"
+            f"expected gs://bucket/object in a bucket of yours (`make bootstrap` prints the model "
+            f"bucket's name), got {uri!r}: {problem}"
         )
 
 

@@ -18,6 +18,7 @@ from secure_endpoint.settings import (
     _bool,
     _model_uri,
     _optional,
+    _required,
 )
 
 BOOTSTRAP_STACK = "bootstrap"
@@ -28,7 +29,6 @@ BUILD_SOURCE_BUCKET_SUFFIX = "_cloudbuild"
 # Names of buckets that are created here, not merely read: no dots (a dotted name needs a verified
 # domain), 3 to 63 characters, and not one of the README's placeholders.
 _NEW_BUCKET = re.compile(r"^[a-z0-9][a-z0-9_-]{1,61}[a-z0-9]$")
-_PLACEHOLDER = re.compile(r"^your[-_]?(project|bucket|model|state)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -45,11 +45,7 @@ class BootstrapSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "BootstrapSettings":
-        project_id = _checked(environ, "PROJECT_ID", _PROJECT, "a Google Cloud project id")
-        if project_id is None:
-            raise SettingsError(
-                "PROJECT_ID: required; expected a Google Cloud project id, got nothing"
-            )
+        project_id = _required(environ, "PROJECT_ID", _PROJECT, "a Google Cloud project id")
         if ":" in project_id:
             raise SettingsError(
                 f"PROJECT_ID: the bootstrap names its buckets after the project, and a bucket name "
@@ -82,7 +78,7 @@ def _model_bucket(environ: Mapping[str, str]) -> str:
 
 
 def _new_bucket(environ: Mapping[str, str], name: str) -> str | None:
-    value = _checked(environ, name, _BUCKET, "a Cloud Storage bucket name")
+    value = _optional(environ, name, _BUCKET, "a Cloud Storage bucket name")
     if value is None:
         return None
     if not _NEW_BUCKET.match(value):
@@ -93,11 +89,3 @@ def _new_bucket(environ: Mapping[str, str], name: str) -> str | None:
     if value.startswith("goog"):
         raise SettingsError(f"{name}: bucket names cannot start with 'goog', got {value!r}")
     return value
-
-
-def _checked(environ: Mapping[str, str], name: str, pattern: re.Pattern, what: str) -> str | None:
-    """The stripped value, placeholders refused before the pattern's own, vaguer, message."""
-    value = environ.get(name, "").strip()
-    if _PLACEHOLDER.match(value):
-        raise SettingsError(f"{name}: expected your own value, got the placeholder {value!r}")
-    return _optional(environ, name, pattern, what)

@@ -21,6 +21,10 @@ CANARY_PERCENT_MIN, CANARY_PERCENT_MAX = 1, 99
 # overview, https://cloud.google.com/armor/docs/rate-limiting-overview); the rule counts a minute.
 MAX_RATE_LIMIT_PER_MINUTE = 1_000_000
 
+# The README's placeholders (`your-project-id`, `YOUR_BUCKET`, `your-model-bucket`), a `<name>`
+# left as written and a shell variable that was never expanded.
+PLACEHOLDER = re.compile(r"^(?:your[-_.]?(?:project|bucket|model|state)|<.*>$|\$)", re.IGNORECASE)
+
 _PROJECT = re.compile(r"^(?:[a-z0-9.-]+:)?[a-z][a-z0-9-]{0,62}$")
 _REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
 _BUCKET = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,220}[a-z0-9])?$")
@@ -177,6 +181,7 @@ def _optional(environ: Mapping[str, str], name: str, pattern: re.Pattern, what: 
     value = environ.get(name, "").strip()
     if not value:
         return None
+    _refuse_placeholder(name, value)
     if not pattern.match(value):
         raise SettingsError(f"{name}: expected {what}, got {value!r}")
     return value
@@ -185,11 +190,18 @@ def _optional(environ: Mapping[str, str], name: str, pattern: re.Pattern, what: 
 def _model_uri(environ: Mapping[str, str], name: str = "MODEL_URI") -> str:
     value = environ.get(name, "").strip()
     bucket, _, path = value.removeprefix("gs://").partition("/")
+    _refuse_placeholder(name, bucket)
     if not value.startswith("gs://") or not _BUCKET.match(bucket) or not path or path.endswith("/"):
         raise SettingsError(
             f"{name}: expected the model's Cloud Storage URI, gs://bucket/object, got {value!r}"
         )
     return value
+
+
+def _refuse_placeholder(name: str, value: str) -> None:
+    # Checked before the pattern, whose message would not say why `your-project-id` is wrong.
+    if PLACEHOLDER.match(value):
+        raise SettingsError(f"{name}: expected your own value, got the placeholder {value!r}")
 
 
 def _int(
