@@ -68,6 +68,8 @@ REFUSED = [
     ("::203.0.113.4", ["not IPv6 Global Unicast 2000::/3"]),
     ("::ffff:0:0/96", ["IPv4-mapped Address", CHECK_IP_URL]),
     ("::ffff:203.0.113.4", ["IPv4-mapped Address", "list 203.0.113.4 instead"]),
+    ("::ffff:10.0.0.1", ["IPv4-mapped Address", "list that instead", CHECK_IP_URL]),
+    ("2002:a00:1::/48", ["6to4", "list that instead", CHECK_IP_URL]),
     ("::ffff:198.51.100.0/120", ["IPv4-mapped Address", "list 198.51.100.0/24 instead"]),
     ("64:ff9b::/96", ["IPv4-IPv6 Translat.", "NAT64", CHECK_IP_URL]),
     ("64:ff9b::203.0.113.4", ["64:ff9b::/96", "NAT64", "not a client"]),
@@ -108,6 +110,13 @@ def test_addresses_no_client_of_the_load_balancer_has_are_refused_naming_the_ent
     assert f"got {entry!r}" in message
     for word in words:
         assert word in message
+
+
+@pytest.mark.parametrize("entry", ["::ffff:10.0.0.1", "2002:a00:1::/48", "::ffff:192.168.1.10"])
+def test_the_hint_never_suggests_an_address_that_is_refused_itself(entry):
+    message = refusal(f"203.0.113.4, {entry}, 2001:db8::1")
+
+    assert "list 10." not in message and "list 192.168." not in message
 
 
 ACCEPTED = [

@@ -152,7 +152,8 @@ def _instead(meant: Meant, network: Network) -> str:
         if meant is Meant.TEREDO:
             seen = "the IPv4 address of the client's NAT"
         embedded = _embedded_ipv4(meant, network)
-        if embedded is None:
+        # An address that would itself be refused (`::ffff:10.0.0.1`) is no advice to follow.
+        if embedded is None or refusing(embedded):
             return f"Cloud Armor sees {seen}, so list that instead, {checked}"
         shown = embedded.network_address if embedded.prefixlen == 32 else embedded
         return f"Cloud Armor sees {seen}, so list {shown} instead"
