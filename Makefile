@@ -20,12 +20,14 @@ PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 SEED_CURL := curl -X POST http://localhost:$(PORT)/inference/ -H 'Content-Type: application/json' \
 	-d '{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}'
 
-.PHONY: help run test train upload publish synth synth-hcl deploy destroy check-ip endpoint verify bench debian-deps
+.PHONY: help run test train export upload publish synth synth-hcl deploy destroy check-ip endpoint verify bench debian-deps
 
 help:
 	@echo "make run     train if needed, then serve predict on http://$(HOST):$(PORT)"
 	@echo "make test    install everything the tests need and run them"
 	@echo "make train   train the iris model and write $(MODEL)"
+	@echo "make export ESTIMATOR=fitted.joblib SAMPLE=rows.csv NAME=name [OUT=$(MODEL)] [EXAMPLE_ROW=1]"
+	@echo "             your fitted estimator or pipeline -> ONNX, checked against scikit-learn first"
 	@echo "make upload  copy $(MODEL) to MODEL_URI (gs://bucket/object)"
 	@echo "make publish upload $(MODEL) (or MODEL=...) to gs://\$$MODEL_BUCKET/models/<name>/<version>/, never overwriting"
 	@echo "make synth   cdktf synth: cdktf.out/stacks/secure-inference/cdk.tf.json"
@@ -76,6 +78,16 @@ $(MODEL): | $(VENV)/.serve-deps
 
 train: $(VENV)/.serve-deps
 	$(BIN)/python -m training.train --output $(MODEL)
+
+OUT ?= $(MODEL)
+EXPORT_MISSING = $(foreach variable,ESTIMATOR SAMPLE NAME,$(if $($(variable)),,$(variable)))
+export: $(VENV)/.serve-deps
+	@if [ -n "$(strip $(EXPORT_MISSING))" ]; then \
+		echo "make export: set $(strip $(EXPORT_MISSING)), e.g. make export ESTIMATOR=model.joblib SAMPLE=rows.csv NAME=churn" >&2; \
+		exit 2; fi
+	$(BIN)/python -m training.export --estimator "$(ESTIMATOR)" --sample "$(SAMPLE)" --out "$(OUT)" \
+		--name "$(NAME)" $(if $(filter 1 true yes,$(EXAMPLE_ROW)),--example-row) \
+		$(foreach type,$(TRUST),--trust "$(type)")
 
 upload: $(VENV)/.serve-deps $(MODEL)
 	$(BIN)/python -m training.upload --source $(MODEL) --to "$(MODEL_URI)"

@@ -1,15 +1,26 @@
 """`make train`: the seed's model, exported to ONNX, checked against scikit-learn before it is written."""
 
+import hashlib
+import json
 import subprocess
 import sys
 
 import numpy as np
 import onnx
+import onnxruntime
 import pytest
 import sklearn
+from skl2onnx import to_onnx
 from sklearn.linear_model import LogisticRegression
 
-from function.model import CLASSES_KEY, FEATURES_KEY, SCORES_KEY, SKLEARN_VERSION_KEY, VERSION_KEY, load_model
+from function.model import (
+    CLASSES_KEY,
+    FEATURES_KEY,
+    SCORES_KEY,
+    SKLEARN_VERSION_KEY,
+    VERSION_KEY,
+    load_model,
+)
 from tests.helpers import ROOT, SEED_REQUEST, SEED_SETOSA_PROBABILITY
 from training.train import CLASS_NAMES, FEATURE_NAMES, ParityError, Trained, export, write_model
 
@@ -56,15 +67,70 @@ def test_export_carries_its_metadata(trained, model_bytes):
 
     assert props[FEATURES_KEY] == '["sepal_length", "sepal_width", "petal_length", "petal_width"]'
     assert props[CLASSES_KEY] == '["setosa", "versicolor", "virginica"]'
-    assert SCORES_KEY in props and str(trained.scores["valid"]) in props[SCORES_KEY]
+    assert json.loads(props["classes"]) == list(CLASS_NAMES)
+    assert json.loads(props["features"]) == [
+        {"name": name, "type": "number"} for name in FEATURE_NAMES
+    ]
+    assert props["model_name"] == "iris"
+    assert props["task"] == "classification"
+    assert json.loads(props[SCORES_KEY]) == trained.scores
     assert props[SKLEARN_VERSION_KEY] == sklearn.__version__
+    assert "example" not in props
     assert len(props[VERSION_KEY]) == 16
+
+
+def test_iris_keeps_one_double_matrix_input_the_service_reads(model_file):
+    session = onnxruntime.InferenceSession(str(model_file), providers=["CPUExecutionProvider"])
+
+    assert [(i.name, i.type, i.shape) for i in session.get_inputs()] == [
+        ("input", "tensor(double)", [None, 4])
+    ]
+    assert [(o.name, o.type, o.shape) for o in session.get_outputs()] == [
+        ("label", "tensor(int64)", [None]),
+        ("probabilities", "tensor(double)", [None, 3]),
+    ]
+
+
+def _export_the_old_way(trained: Trained) -> bytes:
+    """training.train.export as it was before the general exporter: the reference for iris."""
+    proto = to_onnx(
+        trained.model,
+        trained.features[:1].astype(np.float64),
+        options={id(trained.model): {"zipmap": False}},
+    )
+    metadata = {
+        FEATURES_KEY: json.dumps(list(FEATURE_NAMES)),
+        CLASSES_KEY: json.dumps(list(CLASS_NAMES)),
+        SCORES_KEY: json.dumps(trained.scores),
+        SKLEARN_VERSION_KEY: sklearn.__version__,
+    }
+    onnx.helper.set_model_props(proto, metadata)
+    version = hashlib.sha256(proto.SerializeToString()).hexdigest()[:16]
+    onnx.helper.set_model_props(proto, {**metadata, VERSION_KEY: version})
+    return proto.SerializeToString()
+
+
+def test_the_exporter_answers_byte_for_byte_as_the_old_iris_export(trained, model_bytes):
+    rows = trained.features.astype(np.float64)
+    old = onnxruntime.InferenceSession(
+        _export_the_old_way(trained), providers=["CPUExecutionProvider"]
+    )
+    new = onnxruntime.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+
+    old_labels, old_probabilities = old.run(None, {old.get_inputs()[0].name: rows})
+    new_labels, new_probabilities = new.run(None, {"input": rows})
+
+    assert new_probabilities.dtype == old_probabilities.dtype == np.float64
+    assert new_probabilities.tobytes() == old_probabilities.tobytes()
+    assert new_labels.tobytes() == old_labels.tobytes()
 
 
 def test_version_follows_the_content(trained, model_bytes):
     again = export(trained)
     other = Trained(
-        model=LogisticRegression(random_state=42, C=0.5).fit(trained.features, np.arange(150) // 50),
+        model=LogisticRegression(random_state=42, C=0.5).fit(
+            trained.features, np.arange(150) // 50
+        ),
         scores=trained.scores,
         features=trained.features,
     )
@@ -82,7 +148,7 @@ def test_a_model_that_disagrees_with_scikit_learn_is_not_written(trained, tmp_pa
     disagreeing = export(Trained(model=other, scores=trained.scores, features=trained.features))
     output = tmp_path / "model.onnx"
 
-    with pytest.raises(ParityError, match="differ by .* on 150 rows"):
+    with pytest.raises(ParityError, match="disagree on .* of 150 sample rows"):
         write_model(output, disagreeing, trained)
 
     assert list(tmp_path.iterdir()) == []
@@ -98,6 +164,10 @@ def test_make_train_prints_the_seed_scores_and_writes_the_model(tmp_path):
 
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert [line.split(":")[0] for line in lines[:3]] == ["Train score", "Valid score", "Test score"]
+    assert [line.split(":")[0] for line in lines[:3]] == [
+        "Train score",
+        "Valid score",
+        "Test score",
+    ]
     assert f"wrote {output}" in lines[3]
     assert load_model(str(output), timeout=5).classes == CLASS_NAMES

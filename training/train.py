@@ -1,42 +1,38 @@
 """Train the seed's iris classifier and export it to ONNX: `make train`.
 
-Reproduces the seed exactly (same splits, same LogisticRegression), then writes an ONNX file
-that carries its own metadata and that is checked against scikit-learn before it is written.
+Reproduces the seed exactly (same splits, same LogisticRegression), then writes it through the
+same exporter as any user's model (`training.export`): checked against scikit-learn first.
 """
 
 import argparse
-import hashlib
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnx
-import sklearn
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
-from skl2onnx import to_onnx
 
-from function.model import (
-    CLASSES_KEY,
-    FEATURES_KEY,
-    SCORES_KEY,
-    SKLEARN_VERSION_KEY,
-    VERSION_KEY,
-    model_from_bytes,
-)
+from function.model import VERSION_KEY
 from function.settings import DEFAULT_MODEL_URI
+from training.export import (
+    Exported,
+    ExportError,
+    ParityError,
+    build,
+    check_parity,
+    sample_frame,
+    write_file,
+)
+
+__all__ = ["ParityError"]  # raised by write_model; callers import it from here
 
 FEATURE_NAMES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
 CLASS_NAMES = ("setosa", "versicolor", "virginica")
+MODEL_NAME = "iris"
 RANDOM_STATE = 42
-PARITY_TOLERANCE = 1e-9
-
-
-class ParityError(RuntimeError):
-    """onnxruntime disagrees with scikit-learn: the file is not written."""
 
 
 @dataclass(frozen=True)
@@ -66,22 +62,19 @@ def train() -> Trained:
 
 
 def export(trained: Trained) -> bytes:
-    """The ONNX file's bytes: float64 input, probabilities as a plain tensor, metadata inside."""
-    proto = to_onnx(
+    """The ONNX file's bytes: one float64 input `input` of shape [N, 4], metadata inside."""
+    return _build(trained).data
+
+
+def _build(trained: Trained) -> Exported:
+    return build(
         trained.model,
-        trained.features[:1].astype(np.float64),
-        options={id(trained.model): {"zipmap": False}},
+        trained.features,
+        name=MODEL_NAME,
+        feature_names=FEATURE_NAMES,
+        class_names=CLASS_NAMES,
+        scores=trained.scores,
     )
-    metadata = {
-        FEATURES_KEY: json.dumps(list(FEATURE_NAMES)),
-        CLASSES_KEY: json.dumps(list(CLASS_NAMES)),
-        SCORES_KEY: json.dumps(trained.scores),
-        SKLEARN_VERSION_KEY: sklearn.__version__,
-    }
-    onnx.helper.set_model_props(proto, metadata)
-    version = hashlib.sha256(proto.SerializeToString()).hexdigest()[:16]
-    onnx.helper.set_model_props(proto, {**metadata, VERSION_KEY: version})
-    return proto.SerializeToString()
 
 
 @dataclass(frozen=True)
@@ -91,29 +84,15 @@ class Written:
     parity_gap: float
 
 
-def check_parity(data: bytes, reference: LogisticRegression, features: np.ndarray) -> Written:
-    """Loads the export as the service does and compares it with scikit-learn on every row.
-
-    ParityError when any probability differs by more than 1e-9.
-    """
-    served = model_from_bytes(data, "<export>")
-    gap = float(np.abs(served.predict_proba(features.tolist()) - reference.predict_proba(features)).max())
-    if not gap <= PARITY_TOLERANCE:
-        raise ParityError(
-            f"onnxruntime and scikit-learn differ by {gap:.3g} on {len(features)} rows "
-            f"(expected at most {PARITY_TOLERANCE:g}); model not written"
-        )
-    return Written(version=served.version, size=len(data), parity_gap=gap)
-
-
 def write_model(output: Path, data: bytes, trained: Trained) -> Written:
-    """Writes `data` to `output` only if it matches `trained.model` (ParityError otherwise)."""
-    written = check_parity(data, trained.model, trained.features)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_name(output.name + ".partial")
-    partial.write_bytes(data)
-    partial.replace(output)  # never leave a half-written model where the service looks
-    return written
+    """Writes `data` to `output` only if it answers as `trained.model` on every iris row.
+
+    ParityError otherwise, and nothing is written.
+    """
+    parity = check_parity(data, trained.model, sample_frame(trained.features, FEATURE_NAMES))
+    write_file(output, data)
+    props = {p.key: p.value for p in onnx.load_from_string(data).metadata_props}
+    return Written(version=props[VERSION_KEY], size=len(data), parity_gap=parity.gap)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,13 +105,14 @@ def main(argv: list[str] | None = None) -> int:
     print("Valid score: ", trained.scores["valid"])
     print("Test score: ", trained.scores["test"])
     try:
-        written = write_model(args.output, export(trained), trained)
-    except ParityError as error:
+        exported = _build(trained)
+        write_file(args.output, exported.data)
+    except ExportError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(
-        f"wrote {args.output} ({written.size} bytes, version {written.version}); onnxruntime "
-        f"matches scikit-learn within {written.parity_gap:.1e} on {len(trained.features)} rows"
+        f"wrote {args.output} ({len(exported.data)} bytes, version {exported.version}); onnxruntime "
+        f"matches scikit-learn within {exported.parity.gap:.1e} on {exported.parity.rows} rows"
     )
     return 0
 
