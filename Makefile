@@ -20,7 +20,7 @@ PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 SEED_CURL := curl -X POST http://localhost:$(PORT)/inference/ -H 'Content-Type: application/json' \
 	-d '{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}'
 
-.PHONY: help run test train export upload publish synth synth-hcl deploy destroy check-ip endpoint verify bench debian-deps
+.PHONY: help run run-port-free test train export upload publish synth synth-hcl deploy destroy check-ip endpoint verify bench debian-deps
 
 help:
 	@echo "make run     train if needed, then serve predict on http://$(HOST):$(PORT)"
@@ -43,12 +43,24 @@ $(BIN)/python:
 # Debian packages the tests and the benchmark use: curl runs the seed's own request, wrk is the
 # load generator, taskset (util-linux) pins server and load to separate cores.
 DEBIAN_PACKAGES := curl wrk taskset
+# Another apt (an unattended upgrade, a second `make test`) may hold the package locks: wait for
+# them, up to APT_LOCK_WAIT seconds, rather than fail. apt-get install waits by itself with
+# DPkg::Lock::Timeout; apt-get update does not wait for the lists' lock, so it is retried.
+APT_LOCK_WAIT ?= 300
+APT_RETRY_PAUSE ?= 5
 debian-deps:
 	@missing=""; for p in $(DEBIAN_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$(echo $$p | sed 's/^taskset$$/util-linux/')"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
-		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+		apt_get="$$SUDO apt-get -o DPkg::Lock::Timeout=$(APT_LOCK_WAIT)"; \
+		waited=0; \
+		until out=$$($$apt_get update -qq 2>&1); do \
+			if ! echo "$$out" | grep -qi "lock" || [ $$waited -ge $(APT_LOCK_WAIT) ]; then echo "$$out" >&2; exit 1; fi; \
+			echo "apt-get update: the package lists are locked by another process; waiting"; \
+			sleep $(APT_RETRY_PAUSE); waited=$$((waited + $(APT_RETRY_PAUSE))); \
+		done; \
+		$$apt_get install -y -qq --no-install-recommends $$missing; \
 	fi
 
 # Stamps: reinstall only when a requirements file changes.
@@ -96,7 +108,28 @@ upload: $(VENV)/.serve-deps $(MODEL)
 publish: $(VENV)/.serve-deps
 	MODEL_BUCKET="$(MODEL_BUCKET)" $(BIN)/python -m training.publish "$(MODEL)"
 
-run: $(VENV)/.serve-deps $(MODEL)
+# Before anything is installed or trained: a port that cannot be listened on is reported with the
+# setting that changes it (functions-framework would retry for 5 s, then print a connection error).
+define PORT_CHECK
+import socket, sys
+host, port = sys.argv[1], sys.argv[2]
+if not port.isdigit():
+    sys.exit(f"PORT: expected a port number, got {port!r}")
+family, kind, proto, _, address = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)[0]
+with socket.socket(family, kind, proto) as sock:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
+    try:
+        sock.bind(address)
+    except OSError as error:
+        sys.exit(f"cannot listen on {host}:{port}: {error.strerror}; "
+                 f"choose another port with `make run PORT=...` (PORT={port} now)")
+endef
+export PORT_CHECK
+
+run-port-free:
+	@$(PYTHON) -c "$$PORT_CHECK" '$(HOST)' '$(PORT)'
+
+run: run-port-free $(VENV)/.serve-deps $(MODEL)
 	$(info Serving predict on http://$(HOST):$(PORT) (Ctrl-C stops). In another terminal:)
 	$(info $(SPACE) $(SEED_CURL))
 	exec $(BIN)/functions-framework --target=predict --host=$(HOST) --port=$(PORT)

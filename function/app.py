@@ -5,28 +5,33 @@
 """
 
 import asyncio
-import contextvars
 import functools
+import math
 import time
 import traceback
 from collections.abc import Awaitable, Callable
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from function._log import TRACE_HEADER, log
 from function.errors import (
+    INVALID_MODEL,
     BadRequest,
     MethodNotAllowed,
     ModelUnavailable,
     NotFound,
     PayloadTooLarge,
     ServiceError,
+    UnprocessableEntity,
     UnsupportedMediaType,
+    cut,
+    first_line,
+    quoted,
 )
 from function.model import LazyModel, Model, load_model
-from function.schema import PREDICTIONS_KEY, parse_rows
+from function.schema import INSTANCES_KEY, PREDICTIONS_KEY, parse_rows
 from function.settings import Settings
 
 PREDICT_PATHS = ("/", "/inference", "/inference/", "/predict")
@@ -36,10 +41,10 @@ READY_PATH = "/readyz"
 VERSION_HEADER = "X-Model-Version"
 JSON_MEDIA_TYPE = "application/json"
 
-Endpoint = Callable[[Request], Awaitable[Response]]
+# A Content-Length of more digits is over any limit; int() of thousands of digits is slow.
+_MAX_LENGTH_DIGITS = 18
 
-# The trace of the request that triggered a model load, for the load's log entry.
-_load_trace: contextvars.ContextVar[str | None] = contextvars.ContextVar("load_trace", default=None)
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 def create_predict(settings: Settings | None = None) -> Callable[[Request], Awaitable[Response]]:
@@ -71,17 +76,28 @@ class Service:
             methods = self._routes.get(scope["path"])
             if methods is None:
                 raise NotFound(
-                    f"expected one of the paths {sorted(self._routes)}, got {scope['path']!r}"
+                    f"expected one of the paths {sorted(self._routes)}, got {quoted(scope['path'])}"
                 )
             endpoint = methods.get(scope["method"])
             if endpoint is None:
                 raise MethodNotAllowed(
-                    f"expected {' or '.join(methods)} on {scope['path']}, got {scope['method']}",
+                    f"expected {' or '.join(methods)} on {cut(scope['path'])}, "
+                    f"got {cut(scope['method'])}",
                     allowed=tuple(methods),
                 )
             return await endpoint(request)
         except ServiceError as error:
             return _json({"error": error.message}, error.status, error.headers)
+        except ClientDisconnect:
+            # Nobody is left to answer; not the server's fault, so no traceback.
+            log(
+                "INFO",
+                f"client disconnected before sending the whole body of {scope['method']} "
+                f"{cut(scope['path'])}",
+                project=self.settings.project,
+                trace_header=request.headers.get(TRACE_HEADER),
+            )
+            return _json({"error": "client disconnected"}, 400)
         except Exception as error:  # the server's own fault: say so, keep serving
             log(
                 "ERROR",
@@ -96,7 +112,11 @@ class Service:
         payload = await self._read_json(request)
         model = await self._ready_model(request)
         rows, batch = parse_rows(payload, model.features, self.settings.max_batch_rows)
-        probabilities = model.predict_proba(rows).tolist()
+        output = model.predict_proba(rows)
+        probabilities = output.tolist()
+        # One sum of the whole output finds any NaN or infinity: they propagate through it.
+        if not math.isfinite(output.sum()):
+            _refuse_non_finite(probabilities, batch)
         keys = _probability_keys(model.classes)
         classes = model.classes
         answers = [dict(zip(keys, row), target=classes[row.index(max(row))]) for row in probabilities]
@@ -112,7 +132,11 @@ class Service:
         return _json({"status": "ok"})
 
     async def _ready(self, request: Request) -> Response:
-        model = await self._ready_model(request)
+        try:
+            model = await self._ready_model(request)
+        except ModelUnavailable as error:
+            body = {"error": error.message, "next_attempt_in_seconds": round(error.retry_after, 1)}
+            return _json(body, error.status, error.headers)
         return _json(
             {"status": "ready", "model_version": model.version},
             headers={VERSION_HEADER: model.version},
@@ -121,27 +145,34 @@ class Service:
     async def _ready_model(self, request: Request) -> Model:
         model = self.model.loaded
         if model is None:
-            # Cold path only: the load blocks on I/O, so it runs off the event loop.
-            _load_trace.set(request.headers.get(TRACE_HEADER))
-            model = await asyncio.to_thread(self.model.get)
+            # Cold path only: the load runs in its own thread, shared by every waiting request.
+            attempt = self.model.attempt(request.headers.get(TRACE_HEADER))
+            model = await asyncio.wrap_future(attempt)
         return model
 
-    def _load(self) -> Model:
+    def _load(self, trace: str | None) -> Model:
         uri = self.settings.model_uri
-        trace = _load_trace.get()
         started = time.perf_counter()
         try:
-            model = load_model(uri, self.settings.model_load_timeout)
-        except ModelUnavailable as error:
+            model = load_model(uri, self.settings.model_load_timeout, self.settings.model_max_bytes)
+        except Exception as error:
+            unexpected = not isinstance(error, ModelUnavailable)
+            if unexpected:
+                error = ModelUnavailable(
+                    f"cannot load model {uri}: {type(error).__name__}: {first_line(error)}",
+                    kind=INVALID_MODEL,
+                )
             log(
                 "ERROR",
-                error.message,
+                error.detail,
                 project=self.settings.project,
                 trace_header=trace,
                 model_uri=uri,
+                cause=error.kind,
                 seconds=round(time.perf_counter() - started, 3),
+                **({"traceback": traceback.format_exc()} if unexpected else {}),
             )
-            raise
+            raise error from None
         log(
             "INFO",
             f"model loaded from {uri}",
@@ -160,11 +191,11 @@ class Service:
             if name == b"content-type":
                 content_type = value.decode("latin-1")
             elif name == b"content-length":
-                content_length = value.decode("latin-1")
+                content_length = value
         media_type = (content_type or "").split(";", 1)[0].strip().lower()
         if media_type != JSON_MEDIA_TYPE and not media_type.endswith("+json"):
             raise UnsupportedMediaType(
-                f"expected Content-Type {JSON_MEDIA_TYPE}, got {content_type or 'none'!r}"
+                f"expected Content-Type {JSON_MEDIA_TYPE}, got {quoted(content_type or 'none')}"
                 " (with curl, add -H 'Content-Type: application/json')"
             )
         body = await self._read_body(request, content_length)
@@ -176,14 +207,18 @@ class Service:
         except orjson.JSONDecodeError as error:
             raise BadRequest(f"expected a JSON body, got invalid JSON: {error}") from None
 
-    async def _read_body(self, request: Request, declared: str | None) -> bytes:
+    async def _read_body(self, request: Request, declared: bytes | None) -> bytes:
         limit = self.settings.max_body_bytes
         too_large = f"expected a body of at most {limit} bytes, got"
         if declared is not None:
+            # bytes.isdigit() accepts ASCII digits only, whatever HTTP parser ran before.
             if not declared.isdigit():
-                raise BadRequest(f"expected a numeric Content-Length, got {declared!r}")
-            if int(declared) > limit:
-                raise PayloadTooLarge(f"{too_large} {declared}")
+                raise BadRequest(
+                    f"expected a Content-Length of ASCII digits, got "
+                    f"{quoted(declared.decode('latin-1'))}"
+                )
+            if len(declared) > _MAX_LENGTH_DIGITS or int(declared) > limit:
+                raise PayloadTooLarge(f"{too_large} {cut(declared.decode('latin-1'))}")
             return await request.body()
         chunks, size = [], 0
         async for chunk in request.stream():
@@ -192,6 +227,16 @@ class Service:
                 raise PayloadTooLarge(f"{too_large} more")
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+def _refuse_non_finite(probabilities: list[list[float]], batch: bool) -> None:
+    for index, row in enumerate(probabilities):
+        if not all(map(math.isfinite, row)):
+            where = f"{INSTANCES_KEY}[{index}]" if batch else "the row"
+            raise UnprocessableEntity(
+                f"{where}: expected the model to give finite probabilities, got {cut(str(row))}; "
+                "the features are probably far outside the range it was trained on"
+            )
 
 
 @functools.lru_cache(maxsize=8)

@@ -7,14 +7,13 @@ Two shapes are accepted (feature names come from the model):
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from function.errors import BadRequest, PayloadTooLarge
+from function.errors import PREVIEW_CHARS, BadRequest, PayloadTooLarge, quoted_names
 
 INSTANCES_KEY = "instances"
 PREDICTIONS_KEY = "predictions"
-_PREVIEW_CHARS = 60
 
 
 def parse_rows(
@@ -30,8 +29,10 @@ def parse_rows(
         return [_named_row(payload, features, "")], False
 
     if len(payload) != 1:
-        extra = sorted(k for k in payload if k != INSTANCES_KEY)
-        raise BadRequest(f'expected only the key "{INSTANCES_KEY}" in a batch, got also {extra}')
+        extra = (k for k in payload if k != INSTANCES_KEY)
+        raise BadRequest(
+            f'expected only the key "{INSTANCES_KEY}" in a batch, got also {quoted_names(extra)}'
+        )
     instances = payload[INSTANCES_KEY]
     if type(instances) is not list:
         raise BadRequest(f'expected "{INSTANCES_KEY}" to be a list of rows, got {describe(instances)}')
@@ -69,13 +70,13 @@ def _named_row(instance: dict, features: Sequence[str], where: str) -> list[floa
             part
             for part in (
                 f"missing {missing}" if missing else "",
-                f"unexpected {unexpected}" if unexpected else "",
+                f"unexpected {quoted_names(unexpected)}" if unexpected else "",
             )
             if part
         )
         raise BadRequest(
             f"{where + ': ' if where else ''}expected features {list(features)}, "
-            f"got {list(instance)}: {detail}"
+            f"got {quoted_names(instance)}: {detail}"
         )
     return [_number(value, where, name) for value, name in zip(values, features)]
 
@@ -118,10 +119,61 @@ def describe(value: Any) -> str:
 
 
 def _preview(value: Any) -> str:
-    try:
-        text = json.dumps(value, ensure_ascii=False)
-    except (TypeError, ValueError, RecursionError):
-        text = repr(value)
-    if len(text) > _PREVIEW_CHARS:
-        text = text[: _PREVIEW_CHARS - 3] + "..."
+    """The start of `value` as JSON, at most PREVIEW_CHARS long. Iterative and lazy: a value
+    nested a thousand levels deep or a megabyte long costs no more than a short one."""
+    parts, size = [], 0
+    for part in _json_parts(value):
+        parts.append(part)
+        size += len(part)
+        if size > PREVIEW_CHARS:
+            break
+    text = "".join(parts)
+    if len(text) > PREVIEW_CHARS:
+        text = text[: PREVIEW_CHARS - 3] + "..."
     return text
+
+
+class _Text(str):
+    """Punctuation to emit as is, told apart from string values in the parts' stream."""
+
+
+_END = object()
+
+
+def _json_parts(value: Any) -> Iterator[str]:
+    stack: list[Iterator[Any]] = [iter((value,))]
+    while stack:
+        item = next(stack[-1], _END)
+        kind = type(item)
+        if item is _END:
+            stack.pop()
+        elif kind is _Text:
+            yield item
+        elif kind is list:
+            stack.append(_list_items(item))
+        elif kind is dict:
+            stack.append(_dict_items(item))
+        elif kind is str:
+            # Only the start of a long string can show.
+            yield json.dumps(item[: PREVIEW_CHARS + 1], ensure_ascii=False)
+        elif kind is int and item.bit_length() > 64:
+            yield "(a number of more than 19 digits)"  # str() of a huge int is slow or refused
+        else:
+            yield json.dumps(item)
+
+
+def _list_items(items: list) -> Iterator[Any]:
+    yield _Text("[")
+    for index, item in enumerate(items):
+        if index:
+            yield _Text(", ")
+        yield item
+    yield _Text("]")
+
+
+def _dict_items(items: dict) -> Iterator[Any]:
+    yield _Text("{")
+    for index, (key, item) in enumerate(items.items()):
+        yield _Text((", " if index else "") + json.dumps(str(key)[: PREVIEW_CHARS + 1], ensure_ascii=False) + ": ")
+        yield item
+    yield _Text("}")

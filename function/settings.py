@@ -11,6 +11,7 @@ from function.storage import is_gcs_uri, parse_gcs_uri
 DEFAULT_MODEL_URI = "artifacts/model.onnx"
 DEFAULT_MAX_BATCH_ROWS = 1000
 DEFAULT_MODEL_LOAD_TIMEOUT = 30.0
+DEFAULT_MODEL_MAX_BYTES = 256 * 1024 * 1024
 MAX_BODY_BYTES = 1024 * 1024
 
 
@@ -20,6 +21,8 @@ class Settings:
     max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS
     # Bounds the whole fetch, retries included, so a cold request cannot hang on a dead bucket.
     model_load_timeout: float = DEFAULT_MODEL_LOAD_TIMEOUT
+    # Checked before the file is read whole: /dev/zero or a huge object cannot fill the memory.
+    model_max_bytes: int = DEFAULT_MODEL_MAX_BYTES
     max_body_bytes: int = MAX_BODY_BYTES
     # Only used to attach Cloud Logging traces to log entries.
     project: str | None = None
@@ -32,6 +35,7 @@ class Settings:
             model_load_timeout=_positive_float(
                 environ, "MODEL_LOAD_TIMEOUT", DEFAULT_MODEL_LOAD_TIMEOUT
             ),
+            model_max_bytes=_positive_int(environ, "MODEL_MAX_BYTES", DEFAULT_MODEL_MAX_BYTES),
             project=environ.get("GOOGLE_CLOUD_PROJECT") or None,
         )
 

@@ -3,10 +3,12 @@
 import json
 import os
 import subprocess
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import requests
@@ -30,6 +32,7 @@ SERVICE_VARIABLES = (
     "MODEL_URI",
     "MAX_BATCH_ROWS",
     "MODEL_LOAD_TIMEOUT",
+    "MODEL_MAX_BYTES",
     "STORAGE_EMULATOR_HOST",
     "GOOGLE_CLOUD_PROJECT",
     "PORT",
@@ -52,6 +55,23 @@ class Server:
             if line.startswith("{"):
                 entries.append(json.loads(line))
         return entries
+
+
+def json_lines(text: str) -> list[dict]:
+    """The service's structured log entries in captured output."""
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def wait_until_ready(get: Callable[[str], object], limit: float = 90) -> None:
+    """Polls GET /readyz through `get` until 200, sleeping as each 503's Retry-After asks."""
+    deadline = time.monotonic() + limit
+    while True:
+        response = get("/readyz")
+        if response.status_code == 200:
+            return
+        assert response.status_code == 503, response.text
+        assert time.monotonic() < deadline, f"not ready after {limit} s: {response.text}"
+        time.sleep(min(float(response.headers.get("Retry-After", "1")), 5))
 
 
 def wait_until_up(url: str, process: subprocess.Popen, log_path: Path, timeout: float = 30) -> None:
@@ -92,3 +112,55 @@ def serve(
     with process(command, cwd=cwd, env=full_env, log=log_path) as proc:
         wait_until_up(url, proc, log_path)
         yield Server(url=url, process=proc, log_path=log_path)
+
+
+@dataclass
+class FakeStorage:
+    """A local HTTP server answering Cloud Storage's JSON API as `answer(path_and_query)` says,
+    for what the emulator cannot do: trickle bytes, or lie about an object's size."""
+
+    url: str
+    requests: list[str] = field(default_factory=list)
+
+
+Answer = tuple[int, dict[str, str], Callable[[Callable[[bytes], None]], None]]
+
+
+@contextmanager
+def fake_storage(answer: Callable[[str], Answer]) -> Iterator[FakeStorage]:
+    """`answer(path)` -> (status, headers, write_body); write_body(write) sends the body."""
+    state = FakeStorage(url="")
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # kept-alive connections, as Cloud Storage's
+
+        def do_GET(self):  # noqa: N802 (the standard library's name)
+            state.requests.append(self.path)
+            status, headers, write_body = answer(self.path)
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+
+            def write(data: bytes) -> None:
+                self.wfile.write(data)
+                self.wfile.flush()
+
+            try:
+                write_body(write)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up, as it should
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()

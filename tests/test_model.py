@@ -1,6 +1,7 @@
 """The loader, called directly with local paths, and the lazy once-per-process singleton."""
 
 import json
+import os
 import threading
 import time
 
@@ -11,7 +12,18 @@ from sklearn.linear_model import LogisticRegression
 from skl2onnx import to_onnx
 
 from function.errors import ModelUnavailable
-from function.model import CLASSES_KEY, FEATURES_KEY, LazyModel, load_model, model_from_bytes
+from function.model import (
+    CLASSES_KEY,
+    FEATURES_KEY,
+    FIRST_RETRY_SECONDS,
+    LONGEST_RETRY_SECONDS,
+    SCORES_KEY,
+    SKLEARN_VERSION_KEY,
+    VERSION_KEY,
+    LazyModel,
+    load_model,
+    model_from_bytes,
+)
 from training.train import CLASS_NAMES, FEATURE_NAMES
 
 
@@ -79,6 +91,79 @@ def test_version_falls_back_to_a_content_hash(trained):
     assert len(model_from_bytes(data, "m.onnx").version) == 16
 
 
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        (VERSION_KEY, "v1\r\nX-Injected: 1"),
+        (VERSION_KEY, "v1\n"),
+        (VERSION_KEY, " v1"),
+        (VERSION_KEY, "v" * 129),
+        (VERSION_KEY, "caf\u00e9"),
+        (SCORES_KEY, "not json"),
+        (SCORES_KEY, "[0.9]"),
+        (SCORES_KEY, '{"train": "high"}'),
+        (SCORES_KEY, '{"train": NaN}'),
+        (SCORES_KEY, '{"train": true}'),
+        (SCORES_KEY, "[" * 5000 + "]" * 5000),
+        (SKLEARN_VERSION_KEY, "1.9\n"),
+        (FEATURES_KEY, json.dumps(["a", "a", "b", "c"])),
+        (FEATURES_KEY, json.dumps(["instances", "b", "c", "d"])),
+        (CLASSES_KEY, json.dumps(["x", "y", "x"])),
+        (CLASSES_KEY, json.dumps(["x", "", "z"])),
+    ],
+)  # fmt: skip
+def test_metadata_the_service_reads_is_checked_at_load_naming_the_field(trained, key, value):
+    data = onnx_with(trained.model, 4, {**IRIS_PROPS, SCORES_KEY: "{}", key: value})
+
+    with pytest.raises(ModelUnavailable, match=f"metadata '{key}'") as raised:
+        model_from_bytes(data, "m.onnx")
+
+    assert raised.value.kind == "invalid model"
+    assert len(str(raised.value)) < 400
+
+
+def test_metadata_written_by_make_train_loads(model_file, trained):
+    model = load_model(str(model_file), timeout=5)
+
+    assert model.metadata["scores"] == trained.scores
+    assert model.version.isalnum()
+
+
+@pytest.mark.timeout(60)
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path):
+    path = tmp_path / "model.onnx"
+    os.mkfifo(path)
+
+    with pytest.raises(ModelUnavailable, match="expected a regular file, got a FIFO"):
+        load_model(str(path), timeout=5)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("path, kind", [("/dev/zero", "a character device"), ("/", "a directory")])
+def test_a_local_model_uri_must_be_a_regular_file(path, kind):
+    with pytest.raises(ModelUnavailable, match=f"expected a regular file, got {kind}"):
+        load_model(path, timeout=5, max_bytes=1024 * 1024)
+
+
+def test_a_model_over_the_cap_is_refused(model_file):
+    size = model_file.stat().st_size
+
+    with pytest.raises(ModelUnavailable, match=f"expected at most MODEL_MAX_BYTES={size - 1} bytes, got {size}") as raised:
+        load_model(str(model_file), timeout=5, max_bytes=size - 1)
+    assert raised.value.kind == "too large"
+    assert load_model(str(model_file), timeout=5, max_bytes=size).features == FEATURE_NAMES
+
+
+class Clock:
+    """Time that moves only when the test says so."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 class CountingLoader:
     """A real load, slowed down so that racing callers overlap, and counted."""
 
@@ -86,11 +171,11 @@ class CountingLoader:
         self.path, self.failures, self.delay = str(path), failures, delay
         self.calls = 0
 
-    def __call__(self):
+    def __call__(self, *args):
         self.calls += 1
         time.sleep(self.delay)
         if self.calls <= self.failures:
-            raise ModelUnavailable(f"attempt {self.calls} failed")
+            raise ModelUnavailable(f"attempt {self.calls} failed", kind="timeout")
         return load_model(self.path, timeout=5)
 
 
@@ -124,16 +209,59 @@ def test_concurrent_first_calls_load_exactly_once(model_file):
     assert lazy.loaded is results[0]
 
 
-def test_callers_waiting_on_a_failed_load_share_its_error_and_the_next_call_retries(model_file):
+def test_callers_share_a_failed_attempt_then_get_its_error_at_once_until_the_back_off_ends(model_file):
+    clock = Clock()
     loader = CountingLoader(model_file, failures=1)
-    lazy = LazyModel(loader)
+    lazy = LazyModel(loader, clock=clock)
 
     results = race(lazy, 8)
 
     assert loader.calls == 1
     assert all(isinstance(result, ModelUnavailable) for result in results)
+    assert {result.retry_after for result in results} == {results[0].retry_after}
+    assert FIRST_RETRY_SECONDS / 2 <= results[0].retry_after <= FIRST_RETRY_SECONDS
+    assert results[0].headers["Retry-After"] == "1"
     assert lazy.loaded is None
+
+    clock.now += results[0].retry_after / 2
+    with pytest.raises(ModelUnavailable) as during:
+        lazy.get()
+    assert loader.calls == 1
+    assert 0 < during.value.retry_after <= results[0].retry_after / 2
+
+    clock.now += results[0].retry_after
     model = lazy.get()
     assert loader.calls == 2
     assert lazy.get() is model
     assert loader.calls == 2
+
+
+def test_the_back_off_doubles_with_jitter_up_to_its_longest(model_file):
+    clock = Clock()
+    loader = CountingLoader(model_file, failures=12, delay=0)
+    lazy = LazyModel(loader, clock=clock)
+
+    waits = []
+    for attempt in range(1, 11):
+        with pytest.raises(ModelUnavailable) as raised:
+            lazy.get()
+        assert loader.calls == attempt
+        waits.append(raised.value.retry_after)
+        clock.now += raised.value.retry_after
+
+    for failures, wait in enumerate(waits, start=1):
+        longest = min(LONGEST_RETRY_SECONDS, FIRST_RETRY_SECONDS * 2 ** (failures - 1))
+        assert longest / 2 <= wait <= longest
+    assert max(waits) <= LONGEST_RETRY_SECONDS < 240
+    assert len(set(waits)) == len(waits)
+
+
+def test_a_loader_that_raises_anything_still_answers_every_waiter():
+    def broken(*args):
+        time.sleep(0.1)
+        raise KeyError("a bug")
+
+    results = race(LazyModel(broken), 4)
+
+    assert all(isinstance(result, ModelUnavailable) for result in results)
+    assert "KeyError" in str(results[0])

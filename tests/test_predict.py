@@ -1,13 +1,15 @@
 """The function in-process, through functions-framework's own app: routes, answers, bad input."""
 
+import asyncio
 import json
 import math
 
+import functions_framework
 import pytest
 
 from function.app import HEALTH_PATH, PREDICT_PATHS, READY_PATH, VERSION_HEADER
 from function.settings import DEFAULT_MAX_BATCH_ROWS, MAX_BODY_BYTES
-from tests.helpers import SEED_REQUEST, SEED_SETOSA_PROBABILITY
+from tests.helpers import ROOT, SEED_REQUEST, SEED_SETOSA_PROBABILITY, json_lines, wait_until_ready
 from training.train import CLASS_NAMES, FEATURE_NAMES
 
 JSON = {"Content-Type": "application/json"}
@@ -98,17 +100,21 @@ def test_ready_loads_the_model(client):
     assert response.json() == {"status": "ready", "model_version": response.headers[VERSION_HEADER]}
 
 
-def test_missing_model_is_503_naming_it_then_served_once_it_appears(make_client, tmp_path, model_bytes):
+def test_missing_model_is_503_saying_not_found_then_served_once_it_appears(make_client, tmp_path, model_bytes, capsys):
     path = tmp_path / "later.onnx"
     client = make_client(MODEL_URI=str(path))
 
     for response in (post(client, SEED_REQUEST), client.get(READY_PATH), client.get("/")):
         assert response.status_code == 503
-        assert str(path) in response.json()["error"]
+        assert response.json()["error"].startswith("the model is unavailable (not found)")
+        assert str(tmp_path) not in response.text
+        assert int(response.headers["Retry-After"]) >= 1
     assert client.get(HEALTH_PATH).status_code == 200
+    (entry,) = json_lines(capsys.readouterr().out)
+    assert entry["message"] == f"cannot load model {path}: No such file or directory"
 
     path.write_bytes(model_bytes)
-    assert client.get(READY_PATH).status_code == 200
+    wait_until_ready(client.get)
     assert post(client, SEED_REQUEST).json()["target"] == "setosa"
 
 
@@ -228,3 +234,154 @@ def test_unknown_path_is_404(client, path):
 
     assert response.status_code == 404
     assert "expected one of the paths" in response.json()["error"]
+
+
+def nested(kind: str, depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth if kind == "array" else b'{"a":' * depth + b"1" + b"}" * depth
+
+
+@pytest.mark.parametrize("depth", [900, 999, 1000, 1024, 1025, 100_000])
+@pytest.mark.parametrize("kind", ["array", "object"])
+@pytest.mark.parametrize("where", ["body", "instances", "row", "value"])
+def test_deeply_nested_json_at_any_depth_is_a_400(client, depth, kind, where):
+    inner = nested(kind, depth)
+    body = {
+        "body": inner,
+        "instances": b'{"instances": ' + inner + b"}",
+        "row": b'{"instances": [' + inner + b"]}",
+        "value": b'{"sepal_length": ' + inner + b', "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}',
+    }[where]
+
+    response = post(client, body)
+
+    assert response.status_code == 400
+    assert len(response.json()["error"]) < 400
+
+
+def test_rows_whose_answer_overflows_are_422_naming_the_row(client):
+    huge = [1e308] * 4
+    single = post(client, dict(zip(FEATURE_NAMES, huge)))
+    batch = post(client, {"instances": [[5.1, 3.5, 1.4, 0.2], huge]})
+
+    assert single.status_code == 422
+    assert single.json()["error"].startswith("the row: expected the model to give finite probabilities")
+    assert batch.status_code == 422
+    assert batch.json()["error"].startswith("instances[1]: expected the model to give finite probabilities")
+
+
+@pytest.mark.parametrize("value", [1e308, -1e308, 1e300, 1e200, 1e30, 5e15, -7.5e9])
+def test_a_200_never_carries_a_non_finite_number(client, value):
+    rows = [[value] * 4, [value, 3.5, 1.4, 0.2], [5.1, value, 1.4, -value]]
+
+    response = post(client, {"instances": rows})
+
+    assert response.status_code in (200, 422)
+    # The standard parser accepts NaN and Infinity, so they cannot hide in a 200.
+    parsed = json.loads(response.content)
+    if response.status_code == 200:
+        for answer in parsed["predictions"]:
+            assert all(math.isfinite(answer[key]) for key in ANSWER_KEYS[:-1])
+
+
+def asgi_request(app, headers: list[tuple[bytes, bytes]], body: bytes = b"") -> tuple[int, dict, bytes]:
+    """One request straight into the ASGI app: the headers reach it as they are, whatever an HTTP
+    parser in front would have refused."""
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/inference/", "raw_path": b"/inference/", "root_path": "",
+        "query_string": b"", "headers": headers, "client": ("192.0.2.1", 1234), "server": ("192.0.2.2", 80),
+    }  # fmt: skip
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+    sent: list[dict] = []
+
+    async def receive():
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    content = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], {k.decode(): v.decode() for k, v in start["headers"]}, content
+
+
+@pytest.mark.parametrize(
+    "length, status",
+    [(b"\xb2", 400), ("\u0664\u0662".encode(), 400), (b"1" * 5000, 413), (b"9" * 19, 413), (b"", 400), (b"-1", 400), (b"0x10", 400)],
+    ids=["superscript two", "arabic-indic digits", "5000 digits", "19 digits", "empty", "negative", "hex"],
+)
+def test_odd_content_length_is_a_4xx_whatever_the_parser(monkeypatch, model_file, length, status):
+    monkeypatch.setenv("MODEL_URI", str(model_file))
+    app = functions_framework.create_app(target="predict", source=str(ROOT / "main.py"))
+    body = json.dumps(SEED_REQUEST).encode()
+
+    code, headers, content = asgi_request(
+        app, [(b"content-type", b"application/json"), (b"content-length", length)], body
+    )
+
+    assert code == status
+    assert "expected" in json.loads(content)["error"]
+
+
+LONG = "k" * 100_000
+
+
+@pytest.mark.parametrize(
+    "path, body, headers",
+    [
+        ("/inference/", {**SEED_REQUEST, LONG: 1}, JSON),
+        ("/inference/", {LONG: 1}, JSON),
+        ("/inference/", {"instances": [[1, 2, 3, 4]], LONG: 1}, JSON),
+        ("/inference/", {"instances": [{**SEED_REQUEST, LONG: 1}]}, JSON),
+        ("/inference/", {**SEED_REQUEST, "sepal_length": LONG}, JSON),
+        ("/inference/", {"instances": [[LONG] * 5]}, JSON),
+        ("/inference/", {f"{i:05d}" + "k" * 20: i for i in range(3000)}, JSON),
+        ("/inference/", SEED_REQUEST, {"Content-Type": "text/" + LONG[:6000]}),
+        ("/" + LONG[:6000], SEED_REQUEST, JSON),
+    ],
+    ids=["extra key", "only a long key", "batch extra key", "row extra key", "long string value", "long row", "many keys", "long content type", "long path"],
+)
+def test_error_bodies_quote_at_most_a_short_preview(client, path, body, headers):
+    response = post(client, body, path, headers)
+
+    assert 400 <= response.status_code < 500
+    assert len(response.content) < 600, response.content[:300]
+    assert "..." in response.json()["error"]
+
+
+def test_a_413_closes_the_connection(client):
+    response = post(client, b" " * (MAX_BODY_BYTES + 1))
+
+    assert response.status_code == 413
+    assert response.headers["Connection"] == "close"
+
+
+README = (ROOT / "README.md").read_text()
+# functions-framework answers these itself, before the function, in plain text.
+FRAMEWORK_ANSWERS = [
+    # (method, path, status, what the README names)
+    ("GET", "/robots.txt", 404, "`/robots.txt`"),
+    ("GET", "/favicon.ico", 404, "`/favicon.ico`"),
+    ("TRACE", "/", 405, "`TRACE`"),
+    ("CONNECT", "/predict", 405, "`CONNECT`"),
+]
+
+
+@pytest.mark.parametrize("method, path, status, named", FRAMEWORK_ANSWERS)
+def test_the_framework_s_own_plain_answers_are_listed_in_the_readme(client, method, path, status, named):
+    response = client.request(method, path)
+
+    assert response.status_code == status
+    assert not response.headers["content-type"].startswith("application/json")
+    assert named in README
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"])
+@pytest.mark.parametrize("path", ["/", "/inference/", "/readyz", "/nowhere", "/robots.txt/"])
+def test_every_other_error_is_json(client, method, path):
+    response = client.request(method, path, content=b"{", headers=JSON)
+
+    if response.status_code >= 400:
+        assert response.headers["content-type"] == "application/json"
+        assert "error" in response.json()

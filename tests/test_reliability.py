@@ -3,7 +3,10 @@ mistake, nothing dropped, and recovery without a restart. Every loop is bounded;
 
 import json
 import re
+import socket
 import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -13,7 +16,8 @@ from hypothesis import strategies as st
 from bench.processes import free_port, storage_emulator
 from bench.run import rss_mb
 from function.app import VERSION_HEADER
-from tests.helpers import SEED_REQUEST, serve
+from function.settings import MAX_BODY_BYTES
+from tests.helpers import SEED_REQUEST, serve, wait_until_ready
 
 JSON = {"Content-Type": "application/json"}
 SOAK_SECONDS = 15
@@ -46,6 +50,9 @@ bodies = st.one_of(
     st.lists(named_rows, max_size=4).map(lambda rows: json.dumps({"instances": rows}, allow_nan=True).encode()),
     st.binary(max_size=300),
     st.integers(1, 20_000).map(lambda depth: b"[" * depth + b"]" * depth),
+    # Just under and over the JSON parser's limit of 1,024 levels, where a value is parsed whole.
+    st.integers(900, 1100).map(lambda depth: b"[" * depth + b"]" * depth),
+    st.integers(900, 1100).map(lambda depth: b'{"instances": [' + b'{"a":' * depth + b"1" + b"}" * depth + b"]}"),
     st.integers(1, 400).map(lambda digits: b'{"sepal_length": 1' + b"0" * digits + b"}"),
     st.dictionaries(st.text(alphabet=st.characters(min_codepoint=0x80), min_size=1, max_size=6), st.floats(), max_size=4).map(
         lambda v: json.dumps(v, ensure_ascii=False, allow_nan=True).encode()
@@ -130,17 +137,37 @@ def test_storage_down_at_the_first_request_then_up_is_served_without_restart(tmp
     with serve(env, tmp_path / "server.log") as server:
         down = requests.post(f"{server.url}/inference/", json=SEED_REQUEST, timeout=30)
         assert down.status_code == 503
-        assert down.json()["error"].startswith(f"cannot load model {uri}: ")
+        assert down.json()["error"].startswith("the model is unavailable (storage unreachable)")
 
         with storage_emulator(tmp_path / "emulator.log", port=port):
             monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator_url)
             storage.Client().create_bucket("late-bucket").blob("model.onnx").upload_from_filename(str(model_file))
 
+            wait_until_ready(lambda path: requests.get(f"{server.url}{path}", timeout=30))
             assert_still_serving(server.url)
             assert server.process.poll() is None
 
 
-def test_wrong_shape_model_is_503_naming_it_and_the_process_lives(tmp_path, gcs_bucket, gcs_emulator, trained):
+def test_with_storage_down_one_attempt_serves_all_waiting_requests_then_503s_come_at_once(tmp_path):
+    env = {"MODEL_URI": "gs://b/model.onnx", "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{free_port()}", "MODEL_LOAD_TIMEOUT": "3"}
+    with serve(env, tmp_path / "server.log") as server:
+        with ThreadPoolExecutor(max_workers=20) as pool:
+            answers = list(pool.map(
+                lambda _: requests.post(f"{server.url}/inference/", json=SEED_REQUEST, timeout=30), range(20)
+            ))  # fmt: skip
+        attempts = [entry for entry in server.json_logs() if entry["severity"] == "ERROR"]
+        ready = requests.get(f"{server.url}/readyz", timeout=30)
+
+    assert [a.status_code for a in answers] == [503] * 20
+    assert all(int(a.headers["Retry-After"]) >= 1 for a in answers)
+    assert len(attempts) == 1, attempts
+    assert attempts[0]["cause"] == "storage unreachable"
+    assert ready.status_code == 503
+    assert 0 < ready.json()["next_attempt_in_seconds"] <= 30
+    assert int(ready.headers["Retry-After"]) >= 1
+
+
+def test_wrong_shape_model_is_503_invalid_model_and_the_process_lives(tmp_path, gcs_bucket, gcs_emulator, trained):
     import numpy as np
     from sklearn.linear_model import LogisticRegression
 
@@ -153,9 +180,51 @@ def test_wrong_shape_model_is_503_naming_it_and_the_process_lives(tmp_path, gcs_
         response = requests.post(f"{server.url}/inference/", json=SEED_REQUEST, timeout=30)
 
         assert response.status_code == 503
-        assert response.json()["error"].startswith(f"cannot load model {uri}: expected a float input of shape [N, 4]")
+        assert response.json()["error"].startswith("the model is unavailable (invalid model)")
+        (entry,) = server.json_logs()
+        assert entry["message"].startswith(f"cannot load model {uri}: expected a float input of shape [N, 4]")
         assert requests.get(f"{server.url}/healthz", timeout=5).status_code == 200
         assert server.process.poll() is None
+
+
+def raw_request(url: str, head: bytes, body: bytes) -> socket.socket:
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    sock.sendall(head + body)
+    return sock
+
+
+def test_a_413_closes_the_connection_without_reading_the_rest(server):
+    head = (
+        f"POST /inference/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {8 * MAX_BODY_BYTES}\r\n\r\n"
+    ).encode()
+    with raw_request(server.url, head, b" " * 65536) as sock:
+        received = b""
+        while chunk := sock.recv(65536):  # ends when the server closes; a timeout fails the test
+            received += chunk
+
+    status, _, rest = received.partition(b"\r\n")
+    assert status == b"HTTP/1.1 413 Request Entity Too Large"
+    assert b"\r\nconnection: close\r\n" in rest.lower()
+    assert_still_serving(server.url)
+
+
+def test_a_client_disconnecting_mid_body_is_one_info_line_not_an_error(tmp_path, model_file):
+    head = b"POST /inference/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+    with serve({"MODEL_URI": str(model_file)}, tmp_path / "server.log") as server:
+        raw_request(server.url, head, b'{"sepal_length": 5.1').close()
+        deadline = time.monotonic() + 20
+        while not server.json_logs() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert_still_serving(server.url)
+        logs = server.logs()
+
+    entries = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
+    disconnects = [e for e in entries if "disconnected" in e["message"]]
+    assert [e["severity"] for e in disconnects] == ["INFO"], logs
+    assert not [e for e in entries if e["severity"] == "ERROR"], logs
+    assert "Traceback" not in logs
 
 
 def test_a_model_replaced_while_serving_keeps_the_loaded_version(tmp_path, gcs_bucket, gcs_emulator, model_file, trained):

@@ -1,9 +1,15 @@
 """The service as a real process on a real socket: functions-framework's CLI and the Dockerfile's CMD."""
 
 import json
+import math
+import os
+import re
+import shlex
 import shutil
+import signal
 import socket
 import subprocess
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -15,6 +21,7 @@ from tests.helpers import (
     SEED_CURL,
     SEED_REQUEST,
     SEED_SETOSA_PROBABILITY,
+    fake_storage,
     free_port,
     serve,
 )
@@ -82,17 +89,21 @@ def test_concurrent_first_requests_download_the_model_once(tmp_path, gcs_bucket,
     assert len(loads) == 1
 
 
-def test_logs_are_structured_and_carry_the_trace(tmp_path):
-    env = {"MODEL_URI": str(tmp_path / "absent.onnx"), "GOOGLE_CLOUD_PROJECT": "my-project"}
+def test_logs_are_structured_and_carry_the_trace_while_the_503_reveals_no_path(tmp_path):
+    model_uri = str(tmp_path / "absent.onnx")
+    env = {"MODEL_URI": model_uri, "GOOGLE_CLOUD_PROJECT": "my-project"}
     with serve(env, tmp_path / "server.log") as server:
         trace = {"X-Cloud-Trace-Context": "4bf92f3577b34da6a3ce929d0e0e4736/1;o=1"}
         response = requests.post(f"{server.url}/inference/", json=SEED_REQUEST, headers=trace, timeout=10)
         entries = server.json_logs()
 
     assert response.status_code == 503
+    assert response.json()["error"].startswith("the model is unavailable (not found)")
+    assert str(tmp_path) not in response.text
     (entry,) = entries
     assert entry["severity"] == "ERROR"
-    assert entry["message"] == response.json()["error"]
+    assert entry["message"] == f"cannot load model {model_uri}: No such file or directory"
+    assert (entry["model_uri"], entry["cause"]) == (model_uri, "not found")
     assert entry["logging.googleapis.com/trace"] == "projects/my-project/traces/4bf92f3577b34da6a3ce929d0e0e4736"
 
 
@@ -108,3 +119,150 @@ def test_bad_requests_leave_no_log_and_the_server_serving(tmp_path, model_file):
 
     assert answer.status_code == 200
     assert [entry["message"].split(" from ")[0] for entry in entries] == ["model loaded"]
+
+
+def test_sigterm_answers_the_requests_in_flight_then_stops(tmp_path, model_file):
+    model = model_file.read_bytes()
+
+    def answer(path):
+        if "alt=media" not in path:
+            body = json.dumps({"size": str(len(model)), "generation": "1"}).encode()
+            return 200, {"Content-Length": str(len(body))}, lambda write: write(body)
+
+        def slowly(write):  # slow enough to send SIGTERM while requests wait on it
+            for start in range(0, len(model), 100):
+                write(model[start : start + 100])
+                time.sleep(0.2)
+
+        return 200, {"Content-Length": str(len(model))}, slowly
+
+    with fake_storage(answer) as storage:
+        env = {"MODEL_URI": "gs://b/model.onnx", "STORAGE_EMULATOR_HOST": storage.url}
+        with serve(env, tmp_path / "server.log") as server, ThreadPoolExecutor(max_workers=8) as pool:
+            url = f"{server.url}/inference/"
+            in_flight = [pool.submit(requests.post, url, json=SEED_REQUEST, timeout=60) for _ in range(8)]
+            deadline = time.monotonic() + 30
+            while not any("alt=media" in path for path in storage.requests):
+                assert time.monotonic() < deadline, "the model was never fetched"
+                time.sleep(0.02)
+
+            server.process.send_signal(signal.SIGTERM)
+
+            answers = [future.result() for future in in_flight]
+            assert server.process.wait(timeout=60) == 0
+
+    assert [a.status_code for a in answers] == [200] * 8
+    assert {a.json()["target"] for a in answers} == {"setosa"}
+
+
+def test_make_run_on_a_busy_port_names_the_setting_to_change():
+    port = free_port()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", port))
+        busy.listen()
+        make = subprocess.Popen(
+            ["make", "--no-print-directory", "run", f"PORT={port}", "HOST=127.0.0.1"],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        )  # fmt: skip
+        try:
+            output, _ = make.communicate(timeout=120)
+        finally:
+            if make.poll() is None:  # it served after all: stop it and what it started
+                os.killpg(make.pid, signal.SIGTERM)
+                make.wait()
+
+    assert make.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in output
+    assert "make run PORT=" in output
+    assert "functions-framework" not in output  # refused before anything started
+
+
+FAKE_APT = """#!/bin/sh
+echo "$@" >> "$APT_LOG"
+case "$*" in
+  *update*)
+    if [ ! -e "$APT_LOG.updated" ]; then
+      touch "$APT_LOG.updated"
+      echo "E: Could not get lock /var/lib/apt/lists/lock. It is held by process 4242 (apt-get)" >&2
+      exit 100
+    fi ;;
+esac
+exit 0
+"""
+
+
+def test_debian_deps_waits_for_the_package_locks(tmp_path):
+    # apt itself cannot be held locked here without root and a network; a stand-in apt-get that
+    # finds the lists locked once shows what the recipe does about it.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, text in (("apt-get", FAKE_APT), ("sudo", '#!/bin/sh\nexec "$@"\n')):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    log = tmp_path / "apt.log"
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "APT_LOG": str(log)}
+
+    result = subprocess.run(
+        ["make", "--no-print-directory", "debian-deps", "DEBIAN_PACKAGES=no-such-command-here", "APT_RETRY_PAUSE=0"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    calls = log.read_text().splitlines()
+    assert [call.split()[-1] if "update" in call else "install" for call in calls] == ["-qq", "-qq", "install"]
+    assert all("-o DPkg::Lock::Timeout=300" in call for call in calls)
+    assert calls[-1].endswith("install -y -qq --no-install-recommends no-such-command-here")
+    assert "locked by another process; waiting" in result.stdout
+
+
+README = (ROOT / "README.md").read_text()
+
+
+def readme_curls() -> list[tuple[str, dict]]:
+    """Each `curl` line of the README's shell examples with the answer printed under it."""
+    found = []
+    for block in re.findall(r"```sh\n(.*?)```", README, re.S):
+        lines = block.splitlines()
+        for line, printed in zip(lines, lines[1:]):
+            if line.startswith("curl ") and printed.startswith("{"):
+                found.append((line, json.loads(printed)))
+    return found
+
+
+def readme_tolerance() -> float:
+    match = re.search(r"within (1e-\d+) of\s+the\s+original\s+blog's\s+answer", README)
+    assert match, "the README says how close the answer is guaranteed to be"
+    return float(match.group(1))
+
+
+def assert_close(answer, printed, tolerance):
+    if isinstance(printed, dict):
+        assert list(answer) == list(printed)
+        for key in printed:
+            assert_close(answer[key], printed[key], tolerance)
+    elif isinstance(printed, list):
+        assert len(answer) == len(printed)
+        for got, expected in zip(answer, printed):
+            assert_close(got, expected, tolerance)
+    elif isinstance(printed, float):
+        assert math.isclose(answer, printed, rel_tol=0, abs_tol=tolerance), (answer, printed)
+    else:
+        assert answer == printed
+
+
+def test_the_readme_curl_examples_print_what_it_shows(tmp_path, model_file):
+    tolerance = readme_tolerance()
+    examples = readme_curls()
+    assert examples, "the README shows the quick start's curl and its answer"
+    assert shlex.split(examples[0][0]) == [part.replace("{port}", "5000") for part in SEED_CURL if part != "-s"]
+    for _, printed in examples:
+        if "setosa_probability" in printed:
+            assert abs(printed["setosa_probability"] - SEED_SETOSA_PROBABILITY) <= tolerance
+
+    with serve({"MODEL_URI": str(model_file)}, tmp_path / "server.log") as server:
+        port = server.url.rsplit(":", 1)[1]
+        for line, printed in examples:
+            command = [part.replace("localhost:5000", f"127.0.0.1:{port}") for part in shlex.split(line)]
+            output = subprocess.run(command, capture_output=True, check=True, timeout=30).stdout
+
+            assert_close(json.loads(output), printed, tolerance)

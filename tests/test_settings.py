@@ -5,7 +5,7 @@ import subprocess
 import pytest
 
 from function.errors import ConfigError
-from function.settings import DEFAULT_MAX_BATCH_ROWS, DEFAULT_MODEL_URI, Settings
+from function.settings import DEFAULT_MAX_BATCH_ROWS, DEFAULT_MODEL_MAX_BYTES, DEFAULT_MODEL_URI, Settings
 from tests.helpers import FUNCTIONS_FRAMEWORK, ROOT, free_port
 
 
@@ -14,16 +14,18 @@ def test_defaults():
 
     assert settings.model_uri == DEFAULT_MODEL_URI
     assert settings.max_batch_rows == DEFAULT_MAX_BATCH_ROWS
+    assert settings.model_max_bytes == DEFAULT_MODEL_MAX_BYTES == 256 * 1024 * 1024
     assert settings.project is None
 
 
 def test_values_are_read():
     settings = Settings.from_env(
-        {"MODEL_URI": "gs://bucket/dir/model.onnx", "MAX_BATCH_ROWS": "10", "MODEL_LOAD_TIMEOUT": "2.5", "GOOGLE_CLOUD_PROJECT": "p"}
+        {"MODEL_URI": "gs://bucket/dir/model.onnx", "MAX_BATCH_ROWS": "10", "MODEL_LOAD_TIMEOUT": "2.5",
+         "MODEL_MAX_BYTES": "5000000", "GOOGLE_CLOUD_PROJECT": "p"}
     )  # fmt: skip
 
-    assert (settings.model_uri, settings.max_batch_rows, settings.model_load_timeout, settings.project) == (
-        "gs://bucket/dir/model.onnx", 10, 2.5, "p",
+    assert (settings.model_uri, settings.max_batch_rows, settings.model_load_timeout, settings.model_max_bytes, settings.project) == (
+        "gs://bucket/dir/model.onnx", 10, 2.5, 5_000_000, "p",
     )  # fmt: skip
 
 
@@ -42,6 +44,10 @@ def test_values_are_read():
         ("MODEL_LOAD_TIMEOUT", "nan"),
         ("MODEL_LOAD_TIMEOUT", "inf"),
         ("MODEL_LOAD_TIMEOUT", "soon"),
+        ("MODEL_MAX_BYTES", "0"),
+        ("MODEL_MAX_BYTES", "256MiB"),
+        ("MODEL_MAX_BYTES", "1e6"),
+        ("MODEL_MAX_BYTES", "-1"),
     ],
 )
 def test_bad_setting_names_the_variable_and_the_value(name, value):
