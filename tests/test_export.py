@@ -2,10 +2,12 @@
 
 import fractions
 import hashlib
+import io
 import json
 import pickle
 import subprocess
 import sys
+import zipfile
 
 import joblib
 import numpy as np
@@ -471,11 +473,13 @@ def test_cli_warns_when_the_estimator_was_fitted_with_another_scikit_learn(tmp_p
 
     printed = capsys.readouterr()
     assert code == 0, printed.err
-    assert (
-        f"warning: {tmp_path / 'shop.pkl'} holds a Pipeline fitted with scikit-learn {older}"
-        in printed.err
+    warnings = [line for line in printed.err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1
+    assert warnings[0].startswith(
+        f"warning: {tmp_path / 'shop.pkl'} was fitted with scikit-learn {older} ("
     )
-    assert f"loaded here with {sklearn.__version__}" in printed.err
+    assert "Pipeline" in warnings[0] and "RandomForestClassifier" in warnings[0]
+    assert f"loaded here with {sklearn.__version__}" in warnings[0]
 
 
 def test_cli_refuses_skops_types_outside_scikit_learn_unless_trusted(tmp_path, capsys):
@@ -679,3 +683,25 @@ def test_numeric_columns_selected_by_name_get_one_input_each(tmp_path):
         [("size", "tensor(float)", [None, 1]), ("weight", "tensor(float)", [None, 1])],
         [("prediction", "tensor(float)", [None, 1])],
     )
+
+
+def test_cli_warns_about_another_scikit_learn_in_a_skops_file_too(tmp_path, capsys):
+    frame = _shop()
+    fitted = io.BytesIO(skops.io.dumps(_forest_pipeline(frame)))
+    older = "0.0.1".ljust(len(sklearn.__version__), "0")
+    with zipfile.ZipFile(fitted) as source, zipfile.ZipFile(tmp_path / "shop.skops", "w") as copy:
+        for entry in source.infolist():
+            content = source.read(entry.filename)
+            if entry.filename == "schema.json":
+                content = content.replace(sklearn.__version__.encode(), older.encode())
+            copy.writestr(entry, content)
+
+    code = main(
+        ["--estimator", str(tmp_path / "shop.skops"), "--sample", str(_csv(frame, tmp_path / "rows.csv")),
+         "--out", str(tmp_path / "shop.onnx"), "--name", "shop"]
+    )  # fmt: skip
+
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    assert f"fitted with scikit-learn {older} (" in printed.err
+    assert f"loaded here with {sklearn.__version__}" in printed.err

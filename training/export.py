@@ -228,18 +228,22 @@ def load_estimator(path: Path, trusted: Sequence[str] = ()) -> tuple[Any, list[s
                     f"estimator {path}: expected a joblib or pickle file ({type(error).__name__}: "
                     f"{_first_line(error)})"
                 ) from error
-    notes = []
+    # scikit-learn warns once per object unpickled: one note per version, naming the classes.
+    fitted_with: dict[tuple[str, str], list[str]] = {}
     for warning in caught:
         if isinstance(warning.message, InconsistentVersionWarning):
             message = warning.message
-            notes.append(
-                f"{path} holds a {message.estimator_name} fitted with scikit-learn "
-                f"{message.original_sklearn_version}, loaded here with "
-                f"{message.current_sklearn_version}: the parity check compares against "
-                f"{message.current_sklearn_version}; refit, or install "
-                f"scikit-learn=={message.original_sklearn_version} to export what was fitted"
-            )
-    return estimator, sorted(set(notes))
+            versions = (message.original_sklearn_version, message.current_sklearn_version)
+            names = fitted_with.setdefault(versions, [])
+            if message.estimator_name not in names:
+                names.append(message.estimator_name)
+    notes = [
+        f"{path} was fitted with scikit-learn {original} ({', '.join(names)}) and is loaded here "
+        f"with {current}: the parity check compares against {current}; refit, or install "
+        f"scikit-learn=={original} to export what was fitted"
+        for (original, current), names in fitted_with.items()
+    ]
+    return estimator, notes
 
 
 def _load_skops(path: Path, trusted: Sequence[str]) -> Any:
