@@ -236,7 +236,9 @@ class Service:
         try:
             model = await self._ready_model(request)
         except ModelUnavailable as error:
-            body = {"error": error.message, "next_attempt_in_seconds": round(error.retry_after, 1)}
+            body: dict[str, object] = {"error": error.message}
+            if error.retry_after is not None:
+                body["next_attempt_in_seconds"] = round(error.retry_after, 1)
             return _json(body, error.status, error.headers)
         return _json(
             {"status": "ready", "model_version": model.version},

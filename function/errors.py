@@ -4,6 +4,7 @@ One handler (`function.app`) renders any `ServiceError` as `{"error": message}`.
 """
 
 import math
+from collections.abc import Iterable
 
 # The most characters of a received value any message quotes: an error never echoes a body back.
 PREVIEW_CHARS = 60
@@ -111,11 +112,11 @@ def quoted(text: str) -> str:
     return repr(text) if len(text) <= PREVIEW_CHARS else repr(text[: PREVIEW_CHARS - 3]) + "..."
 
 
-def quoted_names(names: object) -> str:
+def quoted_names(names: Iterable[object]) -> str:
     """A list of received names as Python shows it, `['a', 'b']`, cut short after a preview's worth."""
     parts: list[str] = []
     size = 0
-    for name in names:  # type: ignore[attr-defined]
+    for name in names:
         if size > PREVIEW_CHARS:
             parts.append("...")
             break
