@@ -66,6 +66,7 @@ __all__ = [  # the routes, importable from here as from function.routes
 ]
 
 VERSION_HEADER = "X-Model-Version"
+PRIMARY_PREDICT_PATH = "/predict"
 JSON_MEDIA_TYPE = "application/json"
 
 # A Content-Length of more digits is over any limit; int() of thousands of digits is slow.
@@ -96,9 +97,10 @@ class Service:
     def _routes(self) -> list[Route]:
         """Every route, in the order the documentation lists them."""
         seed = self.prediction_endpoint(self._decode_seed, seed_encoder)
+        # /predict first: the document lists it as the route, the others as its aliases.
+        paths = sorted(PREDICT_PATHS, key=lambda path: path != PRIMARY_PREDICT_PATH)
         predict = [
-            Route(path, "POST", seed, _seed_operation(path == PREDICT_PATHS[-1]))
-            for path in PREDICT_PATHS
+            Route(path, "POST", seed, _seed_operation(path == PRIMARY_PREDICT_PATH)) for path in paths
         ]
         described = [
             Route(METADATA_PATH, "GET", self._metadata, _metadata_operation),
