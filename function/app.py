@@ -437,7 +437,7 @@ def _metadata_operation(signature: Signature, settings: Settings) -> Operation:
 
 def _openapi_operation(signature: Signature, settings: Settings) -> Operation:
     return Operation(
-        summary="This document: OpenAPI 3.1, generated from the loaded model",
+        summary="The OpenAPI 3.1 document of this API, generated from the loaded model",
         tag="documentation",
         answer=({"type": "object"}, {}),
         errors=(503,),
@@ -446,7 +446,7 @@ def _openapi_operation(signature: Signature, settings: Settings) -> Operation:
 
 def _docs_operation(signature: Signature, settings: Settings) -> Operation:
     return Operation(
-        summary="This page: the interactive documentation",
+        summary="The interactive documentation of this API (Swagger UI)",
         tag="documentation",
         answer=({"type": "string"}, {}),
         answer_media_type="text/html",

@@ -106,7 +106,7 @@ class Feature:
                     raise UnprocessableEntity(
                         f"{self.place(where)}: expected {self.expected()}, got {describe(value)}"
                     )
-            raise BadRequest(f"{self.place(where)}: expected {self.expected()}, got {describe(value)}")
+            raise BadRequest(f"{self.place(where)}: expected a finite number, got {describe(value)}")
         if kind is str:
             if self.categories is None or value in self._known:
                 return value

@@ -109,8 +109,8 @@ SHOP_REFUSALS = [
     # (case, body, status, words the error must contain)
     ("number for a category", shop_row(color=3), 400, ["color: expected a string, one of the 3 known categories, got 3 (number)"]),
     ("null for a category", shop_row(color=None), 400, ["color: expected a string", "got null"]),
-    ("string for a number", shop_row(size="big"), 400, ['size: expected a number between', 'got "big" (string)']),
-    ("boolean for a number", shop_row(weight=True), 400, ["weight: expected a number", "got true (boolean)"]),
+    ("string for a number", shop_row(size="big"), 400, ['size: expected a finite number, got "big" (string)']),
+    ("boolean for a number", shop_row(weight=True), 400, ["weight: expected a finite number, got true (boolean)"]),
     ("unknown category", shop_row(color="purple"), 422, ["color: expected one of the categories the model knows, ['blue', 'green', 'red'], got 'purple'"]),
     ("category of another case", shop_row(color="Red"), 422, ["got 'Red'"]),
     ("number past 32-bit floats", shop_row(size=1e39), 422, ["size: expected a number between -3.403e+38 and 3.403e+38 (the model takes 32-bit floats), got 1e+39"]),
