@@ -3,6 +3,11 @@ model declares, answers as scikit-learn does, and refuses what the model cannot 
 
 import json
 import math
+import os
+import re
+import shlex
+import subprocess
+import sys
 
 import numpy as np
 import onnx
@@ -14,7 +19,9 @@ from function.errors import ModelUnavailable
 from function.model import model_from_bytes
 from function.routes import PREDICT_PATHS
 from function.signature import TYPED_FEATURES_KEY, TASK_KEY
+from tests.helpers import ROOT, serve
 from tests.own_models import COLORS, SHOP_CLASSES, SHOP_FEATURES, shop_rows
+from tests.test_server import assert_close
 from training.train import FEATURE_NAMES
 
 JSON = {"Content-Type": "application/json"}
@@ -329,3 +336,33 @@ def test_a_regressor_whose_answer_overflows_is_422_naming_the_row(make_client, t
     assert single.json()["error"].startswith("the row: expected the model to give a finite prediction")
     assert batch.status_code == 422
     assert batch.json()["error"].startswith("instances[1]: expected the model to give a finite prediction")
+
+
+README = (ROOT / "README.md").read_text()
+
+
+def own_model_section() -> str:
+    start = README.index("## Serve your own model")
+    return README[start : README.index("\n## ", start + 1)]
+
+
+def test_the_readme_s_own_model_curls_print_what_it_shows(tmp_path):
+    section = own_model_section()
+    (fit,) = re.findall(r"```python\n(.*?)```", section, re.S)[:1]
+    examples = re.findall(r"```sh\n(curl [^\n]+)\n```\n\n[^`]*?```json\n([^\n]+)\n```", section)
+    assert len(examples) >= 3, "the section shows a row, a batch and a refusal, each with its answer"
+    environment = {**os.environ, "PYTHONPATH": str(ROOT)}
+    subprocess.run([sys.executable, "-c", fit], cwd=tmp_path, env=environment, check=True, timeout=120)
+    subprocess.run(
+        [sys.executable, "-m", "training.export", "--estimator", "churn.joblib", "--sample", "sample.csv",
+         "--out", "churn.onnx", "--name", "churn"],
+        cwd=tmp_path, env=environment, check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+
+    with serve({"MODEL_URI": str(tmp_path / "churn.onnx")}, tmp_path / "server.log") as server:
+        port = server.url.rsplit(":", 1)[1]
+        for line, printed in examples:
+            command = [part.replace("localhost:5000", f"127.0.0.1:{port}") for part in shlex.split(line)]
+            output = subprocess.run([*command, "-s"], capture_output=True, check=True, timeout=30).stdout
+
+            assert_close(json.loads(output), json.loads(printed), 1e-6)
