@@ -90,7 +90,9 @@ class Service:
         self.router = Router(self._routes())
         # Other dialects' prediction routes, named in the hint to a body meant for them.
         self._elsewhere = tuple(
-            (route.takes, f"{route.method} {route.path}") for route in self.router.routes if route.takes
+            (route.takes, f"{route.method} {route.path}")
+            for route in self.router.routes
+            if route.takes
         )
         self._openapi: tuple[Model, bytes] | None = None
 
@@ -100,7 +102,8 @@ class Service:
         # /predict first: the document lists it as the route, the others as its aliases.
         paths = sorted(PREDICT_PATHS, key=lambda path: path != PRIMARY_PREDICT_PATH)
         predict = [
-            Route(path, "POST", seed, _seed_operation(path == PRIMARY_PREDICT_PATH)) for path in paths
+            Route(path, "POST", seed, _seed_operation(path == PRIMARY_PREDICT_PATH))
+            for path in paths
         ]
         described = [
             Route(METADATA_PATH, "GET", self._metadata, _metadata_operation),
@@ -166,7 +169,7 @@ class Service:
 
         async def endpoint(request: Request) -> Response:
             payload = await self._read_json(request, require_content_type=json_content_type)
-            model = await self._model_for(request)
+            model = await self.model_for(request)
             signature = model.signature
             batch = decode(payload, signature, self.settings.max_batch_rows)
             prediction = model.predict(batch)
@@ -181,8 +184,9 @@ class Service:
     def _decode_seed(self, payload: Any, signature: Signature, max_rows: int) -> Any:
         return seed_decoder.decode(payload, signature, max_rows, elsewhere=self._elsewhere)
 
-    async def _model_for(self, request: Request) -> Model:
-        """The loaded model, if it is the one the path names (`{name}`, `{version}`); else 404."""
+    async def model_for(self, request: Request) -> Model:
+        """The loaded model, if it is the one the path names (`{name}`, `{version}`); else 404.
+        Every route of a dialect that names the model in its path gets the model from here."""
         model = await self._ready_model(request)
         params = request.scope.get("path_params")
         if params:
@@ -193,7 +197,9 @@ class Service:
                     raise NotFound(f"expected model {key} {served!r}, got {quoted(asked)}")
         return model
 
-    def _log_prediction(self, request: Request, signature: Signature, batch: Any, prediction: Any) -> None:
+    def _log_prediction(
+        self, request: Request, signature: Signature, batch: Any, prediction: Any
+    ) -> None:
         log(
             "INFO",
             PREDICTION_MESSAGE,
@@ -340,9 +346,10 @@ class Service:
         return b"".join(chunks)
 
 
-
-def _how_to_call(signature: Signature, routes: tuple[Route, ...], settings: Settings) -> dict[str, Any]:
-    """GET /'s guide: the routes, the body with its fields' types, and an example with its answer."""
+def _how_to_call(
+    signature: Signature, routes: tuple[Route, ...], settings: Settings
+) -> dict[str, Any]:
+    """GET /'s guide: the routes, the body with its fields' types, an example and its answer."""
     fields = {}
     for feature in signature.features:
         fields[feature.name] = feature.expected() + (

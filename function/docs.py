@@ -23,25 +23,26 @@ CONTENT_SECURITY_POLICY = (
 ASSET_CACHE_CONTROL = "public, max-age=86400"
 
 # Relative URLs: the page works under whatever host the load balancer answers on.
+_HERE = DOCS_PATH.lstrip("/")
 PAGE = f"""<!DOCTYPE html>
 <html lang="en">
   <head>
     <meta charset="UTF-8">
     <title>Model API</title>
-    <link rel="stylesheet" type="text/css" href="{DOCS_PATH.lstrip('/')}/swagger-ui.css">
-    <link rel="icon" type="image/png" href="{DOCS_PATH.lstrip('/')}/favicon-32x32.png" sizes="32x32">
+    <link rel="stylesheet" type="text/css" href="{_HERE}/swagger-ui.css">
+    <link rel="icon" type="image/png" href="{_HERE}/favicon-32x32.png" sizes="32x32">
   </head>
   <body>
     <div id="swagger-ui"></div>
-    <script src="{DOCS_PATH.lstrip('/')}/swagger-ui-bundle.js" charset="UTF-8"></script>
-    <script src="{DOCS_PATH.lstrip('/')}/{INIT_ASSET}" charset="UTF-8"></script>
+    <script src="{_HERE}/swagger-ui-bundle.js" charset="UTF-8"></script>
+    <script src="{_HERE}/{INIT_ASSET}" charset="UTF-8"></script>
   </body>
 </html>
 """.encode()
 
 INIT_SCRIPT = f"""window.onload = function () {{
   window.ui = SwaggerUIBundle({{
-    url: "{OPENAPI_PATH.lstrip('/')}",
+    url: "{OPENAPI_PATH.lstrip("/")}",
     dom_id: "#swagger-ui",
     presets: [SwaggerUIBundle.presets.apis],
     layout: "BaseLayout",

@@ -38,7 +38,6 @@ from function.signature import (
     FLOAT32,
     FLOAT64,
     NAME_KEY,
-    NUMBER,
     SCORES_KEY,
     SKLEARN_VERSION_KEY,
     STRING,
@@ -292,7 +291,11 @@ def _inputs(
             fits = graph_input.type == _STRING_TYPE if feature.type == STRING else dtype is not None
             shape = graph_input.shape
             if not fits or len(shape) != 2 or (isinstance(shape[1], int) and shape[1] != 1):
-                wanted = "tensor(string)" if feature.type == STRING else "tensor(float) or tensor(double)"
+                wanted = (
+                    "tensor(string)"
+                    if feature.type == STRING
+                    else "tensor(float) or tensor(double)"
+                )
                 raise ModelUnavailable(
                     f"cannot load model {uri}: feature {feature.name!r} is a {feature.type} in the "
                     f"metadata: expected a {wanted} input of shape [N, 1], got "

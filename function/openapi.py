@@ -117,7 +117,10 @@ def _operation(
                 "name": name,
                 "in": "path",
                 "required": True,
-                "schema": {"type": "string", **({"enum": [values[name]]} if name in values else {})},
+                "schema": {
+                    "type": "string",
+                    **({"enum": [values[name]]} if name in values else {}),
+                },
             }
             for name in route.parameters
         ]

@@ -71,5 +71,7 @@ def _pattern(template: str) -> re.Pattern:
     # split() alternates literal text and parameter names.
     parts = _PARAMETER.split(template)
     return re.compile(
-        "".join(re.escape(part) if i % 2 == 0 else f"(?P<{part}>[^/]+)" for i, part in enumerate(parts))
+        "".join(
+            re.escape(part) if i % 2 == 0 else f"(?P<{part}>[^/]+)" for i, part in enumerate(parts)
+        )
     )

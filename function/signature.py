@@ -84,7 +84,8 @@ class Feature:
         """What a request must carry for this feature, in words."""
         if self.type == NUMBER:
             if self.dtype == FLOAT32:
-                return f"a number between -{self._limit:.4g} and {self._limit:.4g} (the model takes 32-bit floats)"
+                limit = f"{self._limit:.4g}"
+                return f"a number between -{limit} and {limit} (the model takes 32-bit floats)"
             return "a finite number"
         if self.categories is None:
             return "a string"
@@ -106,7 +107,9 @@ class Feature:
                     raise UnprocessableEntity(
                         f"{self.place(where)}: expected {self.expected()}, got {describe(value)}"
                     )
-            raise BadRequest(f"{self.place(where)}: expected a finite number, got {describe(value)}")
+            raise BadRequest(
+                f"{self.place(where)}: expected a finite number, got {describe(value)}"
+            )
         if kind is str:
             if self.categories is None or value in self._known:
                 return value
@@ -202,7 +205,9 @@ def read_signature(props: Mapping[str, str], uri: str, version: str) -> Signatur
     """
     task = props.get(TASK_KEY, CLASSIFICATION)
     if task not in TASKS:
-        _refuse(uri, f"expected metadata {TASK_KEY!r} to be one of {list(TASKS)}, got {quoted(task)}")
+        _refuse(
+            uri, f"expected metadata {TASK_KEY!r} to be one of {list(TASKS)}, got {quoted(task)}"
+        )
     features = _features(props, uri)
     classes: tuple[str, ...] = ()
     if task == CLASSIFICATION:
@@ -256,10 +261,18 @@ def _features(props: Mapping[str, str], uri: str) -> tuple[Feature, ...]:
     for index, item in enumerate(typed):
         where = f"metadata {TYPED_FEATURES_KEY!r}[{index}]"
         if not (type(item) is dict and type(item.get("name")) is str and item["name"]):
-            _refuse(uri, f"{where}: expected an object with a non-empty \"name\", got {quoted(json.dumps(item))}")
+            _refuse(
+                uri,
+                f'{where}: expected an object with a non-empty "name", '
+                f"got {quoted(json.dumps(item))}",
+            )
         kind = item.get("type")
         if kind not in FEATURE_TYPES:
-            _refuse(uri, f"{where}: expected \"type\" to be one of {list(FEATURE_TYPES)}, got {quoted(str(kind))}")
+            _refuse(
+                uri,
+                f'{where}: expected "type" to be one of {list(FEATURE_TYPES)}, '
+                f"got {quoted(str(kind))}",
+            )
         categories = item.get("categories")
         if categories is not None:
             if kind != STRING or not (
@@ -270,7 +283,7 @@ def _features(props: Mapping[str, str], uri: str) -> tuple[Feature, ...]:
             ):
                 _refuse(
                     uri,
-                    f"{where}: expected \"categories\" only on a string feature, as a list of "
+                    f'{where}: expected "categories" only on a string feature, as a list of '
                     f"distinct strings, got {quoted(json.dumps(categories))}",
                 )
             categories = tuple(categories)
@@ -330,7 +343,9 @@ def _names(names: list, key: str, uri: str) -> tuple[str, ...]:
         )
     if len(set(names)) != len(names):
         duplicates = sorted({n for n in names if names.count(n) > 1})
-        _refuse(uri, f"expected distinct names in metadata {key!r}, got {duplicates} more than once")
+        _refuse(
+            uri, f"expected distinct names in metadata {key!r}, got {duplicates} more than once"
+        )
     if key in (FEATURES_KEY, TYPED_FEATURES_KEY) and INSTANCES_KEY in names:
         _refuse(
             uri,

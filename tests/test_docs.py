@@ -69,7 +69,7 @@ def test_a_browser_renders_the_routes_and_the_model_s_fields(shop_classifier, tm
                 f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000",
                 "--dump-dom", f"{server.url}{DOCS_PATH}",
             ],
-            capture_output=True, text=True, timeout=120,
+            capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
         requested = server.logs()
 

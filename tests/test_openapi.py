@@ -36,7 +36,7 @@ def validator(document: dict, name: str) -> Draft202012Validator:
 
 
 def test_the_document_is_valid_openapi_3_1(served):
-    name, client, document = served
+    _, client, document = served
 
     validate(document)
     assert document["openapi"] == OPENAPI_VERSION == "3.1.0"

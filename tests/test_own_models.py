@@ -18,7 +18,7 @@ from function.encoders.seed import PREDICTION_KEY, TARGET_KEY, probability_keys
 from function.errors import ModelUnavailable
 from function.model import model_from_bytes
 from function.routes import PREDICT_PATHS
-from function.signature import TYPED_FEATURES_KEY, TASK_KEY
+from function.signature import TASK_KEY, TYPED_FEATURES_KEY
 from tests.helpers import ROOT, serve
 from tests.own_models import COLORS, SHOP_CLASSES, SHOP_FEATURES, shop_rows
 from tests.test_server import assert_close
@@ -348,7 +348,7 @@ def own_model_section() -> str:
 
 def test_the_readme_s_own_model_curls_print_what_it_shows(tmp_path):
     section = own_model_section()
-    (fit,) = re.findall(r"```python\n(.*?)```", section, re.S)[:1]
+    (fit,) = re.findall(r"```python\n(.*?)```", section, re.DOTALL)[:1]
     examples = re.findall(r"```sh\n(curl [^\n]+)\n```\n\n[^`]*?```json\n([^\n]+)\n```", section)
     assert len(examples) >= 3, "the section shows a row, a batch and a refusal, each with its answer"
     environment = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -55,7 +55,9 @@ def decode(
         )
     instances = payload[INSTANCES_KEY]
     if type(instances) is not list:
-        raise BadRequest(f'expected "{INSTANCES_KEY}" to be a list of rows, got {describe(instances)}')
+        raise BadRequest(
+            f'expected "{INSTANCES_KEY}" to be a list of rows, got {describe(instances)}'
+        )
     if not instances:
         raise BadRequest(f'expected at least 1 row in "{INSTANCES_KEY}", got 0')
     if len(instances) > max_rows:
@@ -116,7 +118,9 @@ def _values_word(features: Sequence[Feature]) -> str:
     return "numbers" if all(feature.type == NUMBER for feature in features) else "values"
 
 
-def _refuse_foreign(payload: dict, signature: Signature, elsewhere: Sequence[tuple[str, str]]) -> None:
+def _refuse_foreign(
+    payload: dict, signature: Signature, elsewhere: Sequence[tuple[str, str]]
+) -> None:
     names = set(signature.feature_names)
     foreign = [key for key in payload if key in FOREIGN_KEYS and key not in names]
     if not foreign:
@@ -187,7 +191,11 @@ def request_schema(signature: Signature, max_rows: int) -> tuple[dict, dict[str,
 def request_examples(signature: Signature) -> dict[str, dict]:
     """OpenAPI example objects: one row, and a batch of the same row named and positional."""
     row = dict(signature.example)
-    what = "placeholders of the right types" if signature.example_is_placeholder else "the model's example row"
+    what = (
+        "placeholders of the right types"
+        if signature.example_is_placeholder
+        else "the model's example row"
+    )
     return {
         "one row": {"summary": f"One row ({what})", "value": row},
         "batch": {

@@ -81,7 +81,10 @@ def answer_examples(signature: Signature) -> dict[str, dict]:
     (answer,) = answers_of(prediction, signature)
     return {
         "one row": {"summary": "The answer to one row", "value": answer},
-        "batch": {"summary": "The answers to a batch", "value": {PREDICTIONS_KEY: [answer, answer]}},
+        "batch": {
+            "summary": "The answers to a batch",
+            "value": {PREDICTIONS_KEY: [answer, answer]},
+        },
     }
 
 
