@@ -113,9 +113,12 @@ publish: $(VENV)/.serve-deps
 define PORT_CHECK
 import socket, sys
 host, port = sys.argv[1], sys.argv[2]
-if not port.isdigit():
-    sys.exit(f"PORT: expected a port number, got {port!r}")
-family, kind, proto, _, address = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)[0]
+if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+    sys.exit(f"PORT: expected a port number from 1 to 65535, got {port!r}")
+try:
+    family, kind, proto, _, address = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)[0]
+except OSError as error:
+    sys.exit(f"HOST: cannot listen on {host}:{port}: {error}")
 with socket.socket(family, kind, proto) as sock:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
     try:

@@ -113,7 +113,7 @@ def quoted(text: str) -> str:
 
 
 def quoted_names(names: Iterable[object]) -> str:
-    """A list of received names as Python shows it, `['a', 'b']`, cut short after a preview's worth."""
+    """Received names as Python shows a list, `['a', 'b']`, cut short after a preview's worth."""
     parts: list[str] = []
     size = 0
     for name in names:

@@ -390,7 +390,8 @@ class LazyModel:
             # Running, so that a waiter giving up (asyncio cancels what it wraps) cannot cancel it.
             future.set_running_or_notify_cancel()
             self._attempt = future
-        threading.Thread(target=self._run, args=(future, args), name="model-load", daemon=True).start()
+        loading = threading.Thread(target=self._run, args=(future, args), daemon=True)
+        loading.start()
         return future
 
     def get(self, *args: Any) -> Model:
@@ -408,7 +409,8 @@ class LazyModel:
                 )
             with self._lock:
                 self._failures += 1
-                longest = min(LONGEST_RETRY_SECONDS, FIRST_RETRY_SECONDS * 2 ** min(self._failures - 1, 30))
+                doubled = FIRST_RETRY_SECONDS * 2 ** min(self._failures - 1, 30)
+                longest = min(LONGEST_RETRY_SECONDS, doubled)
                 delay = longest / 2 + random.uniform(0, longest / 2)
                 self._next_attempt = self._clock() + delay
                 self._last_error = error

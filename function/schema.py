@@ -82,6 +82,7 @@ def _list_items(items: list) -> Iterator[Any]:
 def _dict_items(items: dict) -> Iterator[Any]:
     yield _Text("{")
     for index, (key, item) in enumerate(items.items()):
-        yield _Text((", " if index else "") + json.dumps(str(key)[: PREVIEW_CHARS + 1], ensure_ascii=False) + ": ")
+        name = json.dumps(str(key)[: PREVIEW_CHARS + 1], ensure_ascii=False)
+        yield _Text(f"{', ' if index else ''}{name}: ")
         yield item
     yield _Text("}")

@@ -124,7 +124,9 @@ def _download(uri: str, deadline: float, max_bytes: int) -> bytes:
             "(run `gcloud auth application-default login`, or set MODEL_URI to a local path)",
             kind=PERMISSION_DENIED,
         ) from error
-    object_url = f"{client.api_endpoint}/storage/v1/b/{quote(bucket, safe='')}/o/{quote(name, safe='')}"
+    object_url = (
+        f"{client.api_endpoint}/storage/v1/b/{quote(bucket, safe='')}/o/{quote(name, safe='')}"
+    )
     session = client._http  # adds the service account's token; anonymous under the emulator
     pause = _FIRST_RETRY_SECONDS
     while True:
