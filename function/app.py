@@ -8,6 +8,7 @@ model's signature, the model answers with a `Prediction`, an encoder module writ
 """
 
 import asyncio
+import functools
 import random
 import time
 import traceback
@@ -167,6 +168,10 @@ class Service:
         the model, then `encoder.encode(prediction, batch, signature)`. `json_content_type`:
         refuse a body not declared as JSON (some clients of other dialects declare none)."""
 
+        encode = encoder.encode
+        max_rows = self.settings.max_batch_rows
+        rate = self.settings.prediction_log_rate
+
         async def endpoint(request: Request) -> Response:
             payload = await self._read_json(request, require_content_type=json_content_type)
             # Inline rather than `await self.model_for()`: a coroutine less on the hot path.
@@ -175,13 +180,12 @@ class Service:
             params = request.scope.get("path_params")
             if params:
                 _check_path(params, signature)
-            batch = decode(payload, signature, self.settings.max_batch_rows)
+            batch = decode(payload, signature, max_rows)
             prediction = model.predict(batch)
-            body = encoder.encode(prediction, batch, signature)
-            rate = self.settings.prediction_log_rate
+            body = encode(prediction, batch, signature)
             if rate and random.random() < rate:
                 self._log_prediction(request, signature, batch, prediction)
-            return _json(body, headers={VERSION_HEADER: signature.version})
+            return _JSONResponse(orjson.dumps(body), 200, None, _version_header(signature.version))
 
         return endpoint
 
@@ -518,7 +522,13 @@ class _JSONResponse(Response):
 
     media_type = JSON_MEDIA_TYPE
 
-    def __init__(self, body: bytes, status: int, headers: dict[str, str] | None):
+    def __init__(
+        self,
+        body: bytes,
+        status: int,
+        headers: dict[str, str] | None,
+        raw: tuple[tuple[bytes, bytes], ...] = (),
+    ):
         self.status_code = status
         self.background = None
         self.body = body
@@ -526,7 +536,14 @@ class _JSONResponse(Response):
             (b"content-length", str(len(body)).encode()),
             (b"content-type", b"application/json"),
             *((name.lower().encode(), value.encode()) for name, value in (headers or {}).items()),
+            *raw,
         ]
+
+
+@functools.lru_cache(maxsize=4)
+def _version_header(version: str) -> tuple[tuple[bytes, bytes], ...]:
+    """The model version header, encoded once per model rather than once per answer."""
+    return ((VERSION_HEADER.lower().encode(), version.encode()),)
 
 
 def _json(body: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
