@@ -49,7 +49,7 @@ $(BIN)/python:
 
 # Debian packages the tests and the benchmark use: curl runs the seed's own request, wrk is the
 # load generator, taskset (util-linux) pins server and load to separate cores.
-DEBIAN_PACKAGES := curl wrk taskset
+DEBIAN_PACKAGES := curl wrk taskset chromium
 # Another apt (an unattended upgrade, a second `make test`) may hold the package locks: wait for
 # them, up to APT_LOCK_WAIT seconds, rather than fail. apt-get install waits by itself with
 # DPkg::Lock::Timeout; apt-get update does not wait for the lists' lock, so it is retried.
@@ -153,9 +153,12 @@ export PORT_CHECK
 run-port-free:
 	@$(PYTHON) -c "$$PORT_CHECK" '$(HOST)' '$(PORT)'
 
-run: run-port-free $(VENV)/.serve-deps $(MODEL)
+# With MODEL_URI set, the user's own model is served: nothing to train, and the iris curl
+# would not fit it, so the hint is GET /, which says how to call whatever model is loaded.
+run: run-port-free $(VENV)/.serve-deps $(if $(MODEL_URI),,$(MODEL))
 	$(info Serving predict on http://$(HOST):$(PORT) (Ctrl-C stops). In another terminal:)
-	$(info $(SPACE) $(SEED_CURL))
+	$(info $(SPACE) $(if $(MODEL_URI),curl http://localhost:$(PORT)/,$(SEED_CURL)))
+	$(info Its API, with a form to try it: http://localhost:$(PORT)/docs)
 	exec $(BIN)/functions-framework --target=predict --host=$(HOST) --port=$(PORT)
 
 # cdktf runs the app for every command without saying which stack it is for: STACK tells it.

@@ -2,20 +2,28 @@
 
 `create_predict()` returns the async function that `main.py` registers with
 `functions_framework.aio.http`, so functions-framework serves it with Starlette under uvicorn.
+Each prediction route is a dialect: a decoder module turns its body into a `Batch` typed by the
+model's signature, the model answers with a `Prediction`, an encoder module writes the answer
+(`function.decoders`, `function.encoders`). Every route describes itself for /openapi.json.
 """
 
 import asyncio
 import functools
-import math
+import random
 import time
 import traceback
 from collections.abc import Awaitable, Callable
+from types import ModuleType
+from typing import Any
 
 import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from function import docs, openapi
 from function._log import TRACE_HEADER, log
+from function.decoders import seed as seed_decoder
+from function.encoders import seed as seed_encoder
 from function.errors import (
     INVALID_MODEL,
     BadRequest,
@@ -24,27 +32,46 @@ from function.errors import (
     NotFound,
     PayloadTooLarge,
     ServiceError,
-    UnprocessableEntity,
     UnsupportedMediaType,
     cut,
     first_line,
     quoted,
 )
 from function.model import LazyModel, Model, load_model
-from function.schema import INSTANCES_KEY, PREDICTIONS_KEY, parse_rows
+from function.openapi import PREDICT_ERRORS, Operation
+from function.prediction_log import MESSAGE as PREDICTION_MESSAGE
+from function.prediction_log import entry_fields
+from function.routes import (
+    DOCS_PATH,
+    HEALTH_PATH,
+    METADATA_PATH,
+    OPENAPI_PATH,
+    PREDICT_PATHS,
+    READY_PATH,
+    Endpoint,
+    Route,
+    Router,
+)
 from function.settings import Settings
+from function.signature import Signature
 
-PREDICT_PATHS = ("/", "/inference", "/inference/", "/predict")
-METADATA_PATH = "/"
-HEALTH_PATH = "/healthz"
-READY_PATH = "/readyz"
+__all__ = [  # the routes, importable from here as from function.routes
+    "DOCS_PATH",
+    "HEALTH_PATH",
+    "METADATA_PATH",
+    "OPENAPI_PATH",
+    "PREDICT_PATHS",
+    "READY_PATH",
+    "Service",
+    "create_predict",
+]
+
 VERSION_HEADER = "X-Model-Version"
+PRIMARY_PREDICT_PATH = "/predict"
 JSON_MEDIA_TYPE = "application/json"
 
 # A Content-Length of more digits is over any limit; int() of thousands of digits is slow.
 _MAX_LENGTH_DIGITS = 18
-
-Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 def create_predict(settings: Settings | None = None) -> Callable[[Request], Awaitable[Response]]:
@@ -61,31 +88,53 @@ class Service:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.model = LazyModel(self._load)
-        routes: dict[str, dict[str, Endpoint]] = {path: {"POST": self._predict} for path in PREDICT_PATHS}
-        for path, endpoint in (
-            (METADATA_PATH, self._metadata),
-            (HEALTH_PATH, self._health),
-            (READY_PATH, self._ready),
-        ):
-            routes.setdefault(path, {}).update(GET=endpoint, HEAD=endpoint)
-        self._routes = routes
+        self.router = Router(self._routes())
+        # Other dialects' prediction routes, named in the hint to a body meant for them.
+        self._elsewhere = tuple(
+            (route.takes, f"{route.method} {route.path}")
+            for route in self.router.routes
+            if route.takes
+        )
+        self._openapi: tuple[Model, bytes] | None = None
+
+    def _routes(self) -> list[Route]:
+        """Every route, in the order the documentation lists them."""
+        seed = self.prediction_endpoint(self._decode_seed, seed_encoder)
+        # /predict first: the document lists it as the route, the others as its aliases.
+        paths = sorted(PREDICT_PATHS, key=lambda path: path != PRIMARY_PREDICT_PATH)
+        predict = [
+            Route(path, "POST", seed, _seed_operation(path == PRIMARY_PREDICT_PATH))
+            for path in paths
+        ]
+        described = [
+            Route(METADATA_PATH, "GET", self._metadata, _metadata_operation),
+            Route(OPENAPI_PATH, "GET", self._openapi_document, _openapi_operation),
+            Route(DOCS_PATH, "GET", self._docs_page, _docs_operation),
+            Route(HEALTH_PATH, "GET", self._health, _health_operation),
+            Route(READY_PATH, "GET", self._ready, _ready_operation),
+        ]
+        assets = [Route(path, "GET", self._docs_asset) for path in docs.ASSET_PATHS]
+        return [*predict, *described, *assets]
 
     async def handle(self, request: Request) -> Response:
         scope = request.scope
         try:
-            methods = self._routes.get(scope["path"])
-            if methods is None:
+            found = self.router.match(scope["path"])
+            if found is None:
                 raise NotFound(
-                    f"expected one of the paths {sorted(self._routes)}, got {quoted(scope['path'])}"
+                    f"expected one of the paths {self.router.paths}, got {quoted(scope['path'])}"
                 )
-            endpoint = methods.get(scope["method"])
-            if endpoint is None:
+            methods, params = found
+            route = methods.get(scope["method"])
+            if route is None:
                 raise MethodNotAllowed(
                     f"expected {' or '.join(methods)} on {cut(scope['path'])}, "
                     f"got {cut(scope['method'])}",
                     allowed=tuple(methods),
                 )
-            return await endpoint(request)
+            if params:
+                scope["path_params"] = params
+            return await route.endpoint(request)
         except ServiceError as error:
             return _json({"error": error.message}, error.status, error.headers)
         except ClientDisconnect:
@@ -108,26 +157,89 @@ class Service:
             )
             return _json({"error": "internal error; see the service's logs"}, 500)
 
-    async def _predict(self, request: Request) -> Response:
-        payload = await self._read_json(request)
+    def prediction_endpoint(
+        self,
+        decode: Callable[[Any, Signature, int], Any],
+        encoder: ModuleType,
+        *,
+        json_content_type: bool = True,
+    ) -> Endpoint:
+        """A POST endpoint for one dialect: `decode(payload, signature, max_rows) -> Batch`, then
+        the model, then `encoder.encode(prediction, batch, signature)`. `json_content_type`:
+        refuse a body not declared as JSON (some clients of other dialects declare none)."""
+
+        encode = encoder.encode
+        max_rows = self.settings.max_batch_rows
+        rate = self.settings.prediction_log_rate
+
+        async def endpoint(request: Request) -> Response:
+            payload = await self._read_json(request, require_content_type=json_content_type)
+            # Inline rather than `await self.model_for()`: a coroutine less on the hot path.
+            model = self.model.loaded or await self._ready_model(request)
+            signature = model.signature
+            params = request.scope.get("path_params")
+            if params:
+                _check_path(params, signature)
+            batch = decode(payload, signature, max_rows)
+            prediction = model.predict(batch)
+            body = encode(prediction, batch, signature)
+            if rate and random.random() < rate:
+                self._log_prediction(request, signature, batch, prediction)
+            return _JSONResponse(orjson.dumps(body), 200, None, _version_header(signature.version))
+
+        return endpoint
+
+    def _decode_seed(self, payload: Any, signature: Signature, max_rows: int) -> Any:
+        return seed_decoder.decode(payload, signature, max_rows, elsewhere=self._elsewhere)
+
+    async def model_for(self, request: Request) -> Model:
+        """The loaded model, if it is the one the path names (`{name}`, `{version}`); else 404.
+        Every route of a dialect that names the model in its path gets the model from here."""
         model = await self._ready_model(request)
-        rows, batch = parse_rows(payload, model.features, self.settings.max_batch_rows)
-        output = model.predict_proba(rows)
-        probabilities = output.tolist()
-        # NaN and infinity propagate through a sum, so one sum checks the whole answer: in
-        # Python for one row (a third of numpy's cost there), in numpy for a batch.
-        if not math.isfinite(output.sum() if batch else sum(probabilities[0])):
-            _refuse_non_finite(probabilities, batch)
-        keys = _probability_keys(model.classes)
-        classes = model.classes
-        answers = [dict(zip(keys, row), target=classes[row.index(max(row))]) for row in probabilities]
-        body = {PREDICTIONS_KEY: answers} if batch else answers[0]
-        return _json(body, headers={VERSION_HEADER: model.version})
+        params = request.scope.get("path_params")
+        if params:
+            _check_path(params, model.signature)
+        return model
+
+    def _log_prediction(
+        self, request: Request, signature: Signature, batch: Any, prediction: Any
+    ) -> None:
+        log(
+            "INFO",
+            PREDICTION_MESSAGE,
+            project=self.settings.project,
+            trace_header=request.headers.get(TRACE_HEADER),
+            route=f"{request.scope['method']} {cut(request.scope['path'])}",
+            **entry_fields(signature, batch, prediction),
+        )
 
     async def _metadata(self, request: Request) -> Response:
         model = await self._ready_model(request)
-        body = {**model.metadata, "max_batch_rows": self.settings.max_batch_rows}
+        body = {
+            **model.metadata,
+            "max_batch_rows": self.settings.max_batch_rows,
+            "how_to_call": _how_to_call(model.signature, self.router.routes, self.settings),
+        }
         return _json(body, headers={VERSION_HEADER: model.version})
+
+    async def _openapi_document(self, request: Request) -> Response:
+        model = await self._ready_model(request)
+        cached = self._openapi
+        if cached is None or cached[0] is not model:
+            document = openapi.document(model.signature, self.router.routes, self.settings)
+            cached = self._openapi = (model, orjson.dumps(document))
+        return _JSONResponse(cached[1], 200, {VERSION_HEADER: model.version})
+
+    async def _docs_page(self, request: Request) -> Response:
+        return _RawResponse(
+            docs.PAGE,
+            docs.HTML_MEDIA_TYPE,
+            {"Content-Security-Policy": docs.CONTENT_SECURITY_POLICY, "Cache-Control": "no-cache"},
+        )
+
+    async def _docs_asset(self, request: Request) -> Response:
+        content, media_type = docs.asset(docs.ASSET_PATHS[request.scope["path"]])
+        return _RawResponse(content, media_type, {"Cache-Control": docs.ASSET_CACHE_CONTROL})
 
     async def _health(self, request: Request) -> Response:
         return _json({"status": "ok"})
@@ -182,12 +294,14 @@ class Service:
             project=self.settings.project,
             trace_header=trace,
             model_uri=uri,
+            model_name=model.name,
             model_version=model.version,
+            task=model.signature.task,
             seconds=round(time.perf_counter() - started, 3),
         )
         return model
 
-    async def _read_json(self, request: Request) -> object:
+    async def _read_json(self, request: Request, *, require_content_type: bool = True) -> object:
         # The raw ASGI headers, not request.headers: one pass, no mapping built per request.
         content_type = content_length = None
         for name, value in request.scope["headers"]:
@@ -196,7 +310,11 @@ class Service:
             elif name == b"content-length":
                 content_length = value
         media_type = (content_type or "").split(";", 1)[0].strip().lower()
-        if media_type != JSON_MEDIA_TYPE and not media_type.endswith("+json"):
+        if (
+            media_type != JSON_MEDIA_TYPE
+            and not media_type.endswith("+json")
+            and (require_content_type or content_type is not None)
+        ):
             raise UnsupportedMediaType(
                 f"expected Content-Type {JSON_MEDIA_TYPE}, got {quoted(content_type or 'none')}"
                 " (with curl, add -H 'Content-Type: application/json')"
@@ -232,19 +350,170 @@ class Service:
         return b"".join(chunks)
 
 
-def _refuse_non_finite(probabilities: list[list[float]], batch: bool) -> None:
-    for index, row in enumerate(probabilities):
-        if not all(map(math.isfinite, row)):
-            where = f"{INSTANCES_KEY}[{index}]" if batch else "the row"
-            raise UnprocessableEntity(
-                f"{where}: expected the model to give finite probabilities, got {cut(str(row))}; "
-                "the features are probably far outside the range it was trained on"
-            )
+def _check_path(params: dict[str, str], signature: Signature) -> None:
+    for key, served in (("name", signature.name), ("version", signature.version)):
+        asked = params.get(key)
+        if asked is not None and asked != served:
+            raise NotFound(f"expected model {key} {served!r}, got {quoted(asked)}")
 
 
-@functools.lru_cache(maxsize=8)
-def _probability_keys(classes: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(f"{name}_probability" for name in classes)
+def _how_to_call(
+    signature: Signature, routes: tuple[Route, ...], settings: Settings
+) -> dict[str, Any]:
+    """GET /'s guide: the routes, the body with its fields' types, an example and its answer."""
+    fields = {}
+    for feature in signature.features:
+        fields[feature.name] = feature.expected() + (
+            f": {list(feature.categories)}" if feature.categories is not None else ""
+        )
+    examples = seed_encoder.answer_examples(signature)
+    return {
+        "routes": [
+            {"method": route.method, "path": route.path, "summary": operation.summary}
+            for route in routes
+            if route.operation is not None
+            for operation in (route.operation(signature, settings),)
+        ],
+        "request": {
+            "method": "POST",
+            "paths": list(PREDICT_PATHS),
+            "content_type": JSON_MEDIA_TYPE,
+            "fields": fields,
+            "example": dict(signature.example),
+            "example_is_placeholder": signature.example_is_placeholder,
+            "batch": f'{{"{seed_decoder.INSTANCES_KEY}": [rows as objects like the example, or '
+            f"lists of values in the order {list(signature.feature_names)}]}}, at most "
+            f"{settings.max_batch_rows} rows",
+        },
+        "answer_example": examples["one row"]["value"] if examples else None,
+        "openapi": OPENAPI_PATH,
+        "docs": DOCS_PATH,
+    }
+
+
+def _seed_operation(primary: bool) -> Callable[[Signature, Settings], Operation]:
+    def describe(signature: Signature, settings: Settings) -> Operation:
+        return Operation(
+            summary="Predict: one row, or a batch of rows"
+            + ("" if primary else " (same as POST /predict)"),
+            description="The body carries the model's features by name (one row), or "
+            '`{"instances": [...]}` with rows by name or as values in feature order. A classifier '
+            "answers each class's probability and the most probable class (`target`); a "
+            "regressor answers `prediction`.",
+            tag="predict",
+            request=seed_decoder.request_schema(signature, settings.max_batch_rows),
+            request_examples=seed_decoder.request_examples(signature),
+            answer=seed_encoder.answer_schema(signature),
+            answer_examples=seed_encoder.answer_examples(signature),
+            errors=PREDICT_ERRORS,
+        )
+
+    return describe
+
+
+_METADATA_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string"},
+        "version": {"type": "string"},
+        "task": {"type": "string", "enum": ["classification", "regression"]},
+        "features": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string"},
+                    "type": {"type": "string", "enum": ["number", "string"]},
+                    "categories": {"type": "array", "items": {"type": "string"}},
+                },
+                "required": ["name", "type"],
+            },
+        },
+        "classes": {"type": "array", "items": {"type": "string"}},
+        "scores": {"type": "object", "additionalProperties": {"type": "number"}},
+        "sklearn_version": {"type": ["string", "null"]},
+        "max_batch_rows": {"type": "integer"},
+        "how_to_call": {"type": "object"},
+    },
+    "required": ["name", "version", "task", "features", "how_to_call"],
+}
+
+
+def _metadata_operation(signature: Signature, settings: Settings) -> Operation:
+    example = {
+        **signature.describe(),
+        "max_batch_rows": settings.max_batch_rows,
+        "how_to_call": {"...": "the routes, the body's fields and an example"},
+    }
+    return Operation(
+        summary="How to call the model: its routes, features, classes, scores and an example",
+        answer=({"$ref": "#/components/schemas/Metadata"}, {"Metadata": _METADATA_SCHEMA}),
+        answer_examples={"this model": {"value": example}},
+        errors=(503,),
+    )
+
+
+def _openapi_operation(signature: Signature, settings: Settings) -> Operation:
+    return Operation(
+        summary="The OpenAPI 3.1 document of this API, generated from the loaded model",
+        tag="documentation",
+        answer=({"type": "object"}, {}),
+        errors=(503,),
+    )
+
+
+def _docs_operation(signature: Signature, settings: Settings) -> Operation:
+    return Operation(
+        summary="The interactive documentation of this API (Swagger UI)",
+        tag="documentation",
+        answer=({"type": "string"}, {}),
+        answer_media_type="text/html",
+    )
+
+
+def _health_operation(signature: Signature, settings: Settings) -> Operation:
+    return Operation(
+        summary="Liveness: 200 while the process serves",
+        tag="health",
+        answer=(
+            {
+                "type": "object",
+                "properties": {"status": {"const": "ok"}},
+                "required": ["status"],
+            },
+            {},
+        ),
+    )
+
+
+def _ready_operation(signature: Signature, settings: Settings) -> Operation:
+    return Operation(
+        summary="Readiness: 200 once the model is loaded (loading it if needed), 503 until then",
+        tag="health",
+        answer=(
+            {
+                "type": "object",
+                "properties": {"status": {"const": "ready"}, "model_version": {"type": "string"}},
+                "required": ["status", "model_version"],
+            },
+            {},
+        ),
+        errors=(503,),
+    )
+
+
+class _RawResponse(Response):
+    """A fixed body of any media type, headers laid down directly as for JSON."""
+
+    def __init__(self, body: bytes, media_type: str, headers: dict[str, str]):
+        self.status_code = 200
+        self.background = None
+        self.body = body
+        self.raw_headers = [
+            (b"content-length", str(len(body)).encode()),
+            (b"content-type", media_type.encode()),
+            *((name.lower().encode(), value.encode()) for name, value in headers.items()),
+        ]
 
 
 class _JSONResponse(Response):
@@ -253,7 +522,13 @@ class _JSONResponse(Response):
 
     media_type = JSON_MEDIA_TYPE
 
-    def __init__(self, body: bytes, status: int, headers: dict[str, str] | None):
+    def __init__(
+        self,
+        body: bytes,
+        status: int,
+        headers: dict[str, str] | None,
+        raw: tuple[tuple[bytes, bytes], ...] = (),
+    ):
         self.status_code = status
         self.background = None
         self.body = body
@@ -261,7 +536,14 @@ class _JSONResponse(Response):
             (b"content-length", str(len(body)).encode()),
             (b"content-type", b"application/json"),
             *((name.lower().encode(), value.encode()) for name, value in (headers or {}).items()),
+            *raw,
         ]
+
+
+@functools.lru_cache(maxsize=4)
+def _version_header(version: str) -> tuple[tuple[bytes, bytes], ...]:
+    """The model version header, encoded once per model rather than once per answer."""
+    return ((VERSION_HEADER.lower().encode(), version.encode()),)
 
 
 def _json(body: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:

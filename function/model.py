@@ -1,9 +1,13 @@
-"""The model: an ONNX classifier with its own metadata, loaded once per process on first use.
+"""The model: an ONNX graph with its own signature, loaded once per process on first use.
 
-The ONNX file carries everything the service needs in `metadata_props`: feature and class
-names (which shape the requests and answers), training scores and a content-derived version.
+The ONNX file carries everything the service needs in `metadata_props` (see
+`function.signature`): the features with their types, the task, the classes, training scores and
+a content-derived version. The signature is checked against the graph's inputs and outputs when
+the file loads, and a trial run on the example row checks the answer's shape; any mismatch fails
+the load. The model answers a `Batch` with a `Prediction` and knows nothing of HTTP.
 """
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -16,49 +20,160 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from function.errors import INVALID_MODEL, ModelUnavailable, first_line, quoted
-from function.schema import INSTANCES_KEY
+from function.errors import (
+    INVALID_MODEL,
+    ModelUnavailable,
+    ServiceError,
+    UnprocessableEntity,
+    cut,
+    first_line,
+    quoted,
+)
 from function.settings import DEFAULT_MODEL_MAX_BYTES
+from function.signature import (
+    CLASSES_KEY,
+    CLASSIFICATION,
+    DEFAULT_MODEL_NAME,
+    FEATURES_KEY,
+    FLOAT32,
+    FLOAT64,
+    NAME_KEY,
+    SCORES_KEY,
+    SKLEARN_VERSION_KEY,
+    STRING,
+    VERSION_KEY,
+    Batch,
+    Feature,
+    Prediction,
+    Signature,
+    checked_example,
+    parse_example,
+    read_signature,
+)
 from function.storage import read_model_bytes
 
-# Keys of the ONNX metadata_props written by `training.train` and read here.
-FEATURES_KEY = "feature_names"
-CLASSES_KEY = "class_names"
-SCORES_KEY = "scores"
-SKLEARN_VERSION_KEY = "sklearn_version"
-VERSION_KEY = "model_version"
+__all__ = [  # the metadata keys are imported from here by the exporter and its tests
+    "CLASSES_KEY",
+    "FEATURES_KEY",
+    "SCORES_KEY",
+    "SKLEARN_VERSION_KEY",
+    "VERSION_KEY",
+    "LazyModel",
+    "Model",
+    "load_model",
+    "model_from_bytes",
+]
 
 # numpy and onnxruntime are imported by the first load, not by main.py: functions-framework's
 # arbiter process imports main.py too, and never serves.
-_INPUT_DTYPES = {"tensor(double)": "float64", "tensor(float)": "float32"}
+_NUMERIC_TYPES = {"tensor(double)": FLOAT64, "tensor(float)": FLOAT32}
+_STRING_TYPE = "tensor(string)"
+# The names `training.export` gives the graph's outputs; other files are matched by shape.
+PROBABILITIES_OUTPUT = "probabilities"
+PREDICTION_OUTPUT = "prediction"
 # After a failed load: no attempt for 1 s, doubling to 30 s (with jitter), far below the 240 s
 # Cloud Run's startup probe allows, so a bucket that comes back is noticed in time.
 FIRST_RETRY_SECONDS = 1.0
 LONGEST_RETRY_SECONDS = 30.0
-# The version goes into a response header: printable ASCII, no leading or trailing space.
+# Name and version go into response headers and paths: printable ASCII, no outer spaces.
 _HEADER_SAFE = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]{0,126}[\x21-\x7e])?")
+# The name is one segment of some routes' paths.
+_PATH_SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 @dataclass(frozen=True)
 class Model:
     session: Any = field(repr=False)
     uri: str
-    version: str
-    features: tuple[str, ...]
-    classes: tuple[str, ...]
-    metadata: Mapping[str, Any]
-    input_name: str
+    signature: Signature
+    # Either one matrix input for every feature (`matrix_input`), or one [N, 1] input per
+    # feature, named as the feature (`column_inputs`: (name, numpy dtype) in feature order).
+    matrix_input: str | None
+    input_dtype: Any  # the matrix's numpy dtype
+    column_inputs: tuple[tuple[str, Any], ...]
     output_name: str
-    input_dtype: Any  # a numpy dtype
     array: Callable[..., Any] = field(repr=False)  # numpy.array, imported with the first load
     load_seconds: float
     # Passing RunOptions spares onnxruntime's wrapper a per-call lookup: 19 -> 11 us a call here.
     run_options: Any = field(repr=False)
+    # The signature's answers to what every prediction asks, kept at hand: a microsecond a call.
+    _class_names: tuple[str, ...] | None = field(default=None, init=False, repr=False)
+    _output_dtype: str = field(default="", init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        classifier = self.signature.task == CLASSIFICATION
+        object.__setattr__(self, "_class_names", self.signature.classes if classifier else None)
+        object.__setattr__(self, "_output_dtype", self.signature.output_dtype)
+
+    @property
+    def version(self) -> str:
+        return self.signature.version
+
+    @property
+    def name(self) -> str:
+        return self.signature.name
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        return self.signature.feature_names
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.signature.classes
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return {**self.signature.describe(), "uri": self.uri}
+
+    def predict(self, batch: Batch) -> Prediction:
+        """The answer to every row of `batch`; UnprocessableEntity, naming the first row, when
+        the graph's answer for it is not finite."""
+        rows = batch.rows
+        if self.matrix_input is not None:
+            feeds = {self.matrix_input: self.array(rows, dtype=self.input_dtype)}
+        else:
+            feeds = self._column_feeds(rows)
+        output = self.session.run([self.output_name], feeds, self.run_options)[0]
+        if output.ndim == 1:  # a regressor's graph may give [N] rather than [N, 1]
+            output = output.reshape(-1, 1)
+        answers = output.tolist()
+        # NaN and infinity propagate through a sum, so one sum checks the whole answer: in
+        # Python for one row (a third of numpy's cost there), in numpy for a batch.
+        if not math.isfinite(sum(answers[0]) if len(answers) == 1 else output.sum()):
+            _refuse_non_finite(answers, batch, self.signature.task)
+        classes = self._class_names
+        if classes is not None:
+            labels = [classes[row.index(max(row))] for row in answers]
+            return Prediction(labels, answers, None, self._output_dtype)
+        return Prediction(None, None, output.ravel().tolist(), self._output_dtype)
 
     def predict_proba(self, rows: list[list[float]]) -> Any:
-        """Class probabilities (a numpy array), one row per input row, columns in `classes` order."""
-        matrix = self.array(rows, dtype=self.input_dtype)
-        return self.session.run([self.output_name], {self.input_name: matrix}, self.run_options)[0]
+        """A classifier's probabilities (a numpy array) for rows of values in feature order."""
+        return self._run(rows)
+
+    def _run(self, rows: list[list[Any]]) -> Any:
+        if self.matrix_input is not None:
+            feeds = {self.matrix_input: self.array(rows, dtype=self.input_dtype)}
+        else:
+            feeds = self._column_feeds(rows)
+        return self.session.run([self.output_name], feeds, self.run_options)[0]
+
+    def _column_feeds(self, rows: list[list[Any]]) -> dict[str, Any]:
+        return {
+            name: self.array([row[index] for row in rows], dtype=dtype).reshape(-1, 1)
+            for index, (name, dtype) in enumerate(self.column_inputs)
+        }
+
+
+def _refuse_non_finite(output: list, batch: Batch, task: str) -> None:
+    what = "finite probabilities" if task == CLASSIFICATION else "a finite prediction"
+    for index, row in enumerate(output):
+        if not all(map(math.isfinite, row if type(row) is list else [row])):
+            where = "the row" if batch.single else batch.row_label.format(index)
+            raise UnprocessableEntity(
+                f"{where}: expected the model to give {what}, got {cut(str(row))}; "
+                "the features are probably far outside the range it was trained on"
+            )
 
 
 def load_model(uri: str, timeout: float, max_bytes: int = DEFAULT_MODEL_MAX_BYTES) -> Model:
@@ -88,50 +203,168 @@ def model_from_bytes(data: bytes, uri: str, *, started: float | None = None) -> 
         ) from error
 
     props = session.get_modelmeta().custom_metadata_map
-    features = _name_list(props, FEATURES_KEY, uri)
-    classes = _name_list(props, CLASSES_KEY, uri)
-    input_name, input_dtype = _input(session, len(features), uri)
-    output_name = _probability_output(session, uri)
-
-    try:
-        trial = session.run(
-            [output_name], {input_name: numpy.zeros((1, len(features)), input_dtype)}
-        )[0]
-    except Exception as error:
-        raise ModelUnavailable(
-            f"cannot load model {uri}: the model fails on a row of zeros ({first_line(error)})",
-            kind=INVALID_MODEL,
-        ) from error
-    if trial.shape != (1, len(classes)):
-        raise ModelUnavailable(
-            f"cannot load model {uri}: expected probabilities for {len(classes)} classes "
-            f"{list(classes)} per row, got an output of shape {list(trial.shape)}",
-            kind=INVALID_MODEL,
-        )
-
     version = _header_safe(props, VERSION_KEY, uri) or hashlib.sha256(data).hexdigest()[:16]
-    metadata = {
-        "version": version,
-        "uri": uri,
-        "features": list(features),
-        "classes": list(classes),
-        "scores": _scores(props, uri),
-        "sklearn_version": _header_safe(props, SKLEARN_VERSION_KEY, uri),
-    }
-    return Model(
+    signature = dataclasses.replace(
+        read_signature(props, uri, version),
+        name=_path_safe(props, NAME_KEY, uri) or DEFAULT_MODEL_NAME,
+        scores=_scores(props, uri),
+        sklearn_version=_header_safe(props, SKLEARN_VERSION_KEY, uri),
+    )
+    matrix_input, column_inputs, features = _inputs(session, signature.features, uri)
+    output_name, output_dtype = _output(session, signature, uri)
+    signature = dataclasses.replace(signature, features=features, output_dtype=output_dtype)
+    signature = _with_example(signature, parse_example(props), uri)
+    model = Model(
         session=session,
         uri=uri,
-        version=version,
-        features=features,
-        classes=classes,
-        metadata=metadata,
-        input_name=input_name,
+        signature=signature,
+        matrix_input=matrix_input,
+        input_dtype=numpy.dtype(features[0].dtype) if matrix_input is not None else None,
+        column_inputs=tuple(
+            (name, numpy.dtype(object if feature.type == STRING else feature.dtype))
+            for name, feature in zip(column_inputs, features)
+        ),
         output_name=output_name,
-        input_dtype=numpy.dtype(input_dtype),
         array=numpy.array,
-        load_seconds=time.perf_counter() - started,
+        load_seconds=0.0,
         run_options=onnxruntime.RunOptions(),
     )
+    answer = _trial(model, uri)
+    return dataclasses.replace(
+        model,
+        signature=dataclasses.replace(signature, example_answer=answer),
+        load_seconds=time.perf_counter() - started,
+    )
+
+
+def _with_example(signature: Signature, example: Any, uri: str) -> Signature:
+    """The file's example when it is a valid request, else typed placeholders, with a warning."""
+    if example is not None:
+        try:
+            row = checked_example(example, signature.features)
+        except ServiceError as error:
+            from function._log import log
+
+            log(
+                "WARNING",
+                f"model {uri}: its example row is not a valid request ({error.message}); "
+                "the documentation shows typed placeholders instead",
+                model_uri=uri,
+            )
+        else:
+            return dataclasses.replace(signature, example=row, example_is_placeholder=False)
+    row = {feature.name: feature.placeholder() for feature in signature.features}
+    return dataclasses.replace(signature, example=row, example_is_placeholder=True)
+
+
+def _trial(model: Model, uri: str) -> Prediction:
+    """The answer to the example row: proves the graph runs and answers in the declared shape."""
+    signature = model.signature
+    row = signature.example_row()
+    try:
+        output = model._run([row])
+    except Exception as error:
+        raise ModelUnavailable(
+            f"cannot load model {uri}: the model fails on the example row "
+            f"{cut(str(signature.example))} ({first_line(error)})",
+            kind=INVALID_MODEL,
+        ) from error
+    if signature.task == CLASSIFICATION:
+        if output.shape != (1, len(signature.classes)):
+            raise ModelUnavailable(
+                f"cannot load model {uri}: expected probabilities for {len(signature.classes)} "
+                f"classes {list(signature.classes)} per row, got an output of shape "
+                f"{list(output.shape)}",
+                kind=INVALID_MODEL,
+            )
+    elif output.size != 1:
+        raise ModelUnavailable(
+            f"cannot load model {uri}: expected one prediction per row, got an output of shape "
+            f"{list(output.shape)}",
+            kind=INVALID_MODEL,
+        )
+    try:
+        return model.predict(Batch([row], single=True))
+    except UnprocessableEntity as error:  # the graph gives no finite answer to the example
+        raise ModelUnavailable(
+            f"cannot load model {uri}: {error.message}", kind=INVALID_MODEL
+        ) from None
+
+
+def _inputs(
+    session: Any, features: tuple[Feature, ...], uri: str
+) -> tuple[str | None, tuple[str, ...], tuple[Feature, ...]]:
+    """(matrix input or None, column inputs in feature order, features with their dtypes)."""
+    inputs = session.get_inputs()
+    names = [f.name for f in features]
+    found = [(i.name, i.type, i.shape) for i in inputs]
+    by_name = {i.name: i for i in inputs}
+    if len(inputs) == len(features) and set(by_name) == set(names):
+        typed = []
+        for feature in features:
+            graph_input = by_name[feature.name]
+            dtype = _NUMERIC_TYPES.get(graph_input.type)
+            fits = graph_input.type == _STRING_TYPE if feature.type == STRING else dtype is not None
+            shape = graph_input.shape
+            if not fits or len(shape) != 2 or (isinstance(shape[1], int) and shape[1] != 1):
+                wanted = (
+                    "tensor(string)"
+                    if feature.type == STRING
+                    else "tensor(float) or tensor(double)"
+                )
+                raise ModelUnavailable(
+                    f"cannot load model {uri}: feature {feature.name!r} is a {feature.type} in the "
+                    f"metadata: expected a {wanted} input of shape [N, 1], got "
+                    f"{graph_input.type} of shape {shape}",
+                    kind=INVALID_MODEL,
+                )
+            typed.append(dataclasses.replace(feature, dtype=dtype or FLOAT64))
+        return None, tuple(names), tuple(typed)
+    if len(inputs) == 1:
+        (only,) = inputs
+        dtype = _NUMERIC_TYPES.get(only.type)
+        shape = only.shape
+        width = len(features)
+        strings = [f.name for f in features if f.type == STRING]
+        if strings:
+            raise ModelUnavailable(
+                f"cannot load model {uri}: string features {strings} need one input each, named "
+                f"as the feature; expected inputs {names}, got {found}",
+                kind=INVALID_MODEL,
+            )
+        if dtype is None or len(shape) != 2 or (isinstance(shape[1], int) and shape[1] != width):
+            raise ModelUnavailable(
+                f"cannot load model {uri}: expected a float input of shape [N, {width}] "
+                f"for {width} features, got {only.type} of shape {shape}",
+                kind=INVALID_MODEL,
+            )
+        return only.name, (), tuple(dataclasses.replace(f, dtype=dtype) for f in features)
+    raise ModelUnavailable(
+        f"cannot load model {uri}: expected one input of shape [N, {len(features)}], or one "
+        f"input per feature named as the features {names}, got {cut(str(found), 240)}",
+        kind=INVALID_MODEL,
+    )
+
+
+def _output(session: Any, signature: Signature, uri: str) -> tuple[str, str]:
+    outputs = session.get_outputs()
+    numeric = [o for o in outputs if o.type in _NUMERIC_TYPES]
+    if signature.task == CLASSIFICATION:
+        named = [o for o in numeric if o.name == PROBABILITIES_OUTPUT]
+        candidates = named or [o for o in numeric if len(o.shape) == 2]
+        wanted = "a float output of shape [N, classes] (export with zipmap disabled)"
+    else:
+        named = [o for o in numeric if o.name == PREDICTION_OUTPUT]
+        candidates = named or (numeric if len(outputs) == 1 else [])
+        wanted = f"a float output {PREDICTION_OUTPUT!r} of shape [N, 1]"
+    if not candidates:
+        raise ModelUnavailable(
+            f"cannot load model {uri}: a {signature.task} model: expected {wanted}, got "
+            f"{cut(str([(o.name, o.type, o.shape) for o in outputs]), 240)}",
+            kind=INVALID_MODEL,
+        )
+    chosen = candidates[0]
+    return chosen.name, _NUMERIC_TYPES[chosen.type]
 
 
 class LazyModel:
@@ -208,34 +441,6 @@ class LazyModel:
         future.set_result(model)
 
 
-def _name_list(props: Mapping[str, str], key: str, uri: str) -> tuple[str, ...]:
-    raw = props.get(key)
-    try:
-        names = json.loads(raw) if raw is not None else None
-    except (ValueError, RecursionError):
-        names = None
-    if not (isinstance(names, list) and names and all(isinstance(n, str) and n for n in names)):
-        raise ModelUnavailable(
-            f"cannot load model {uri}: expected metadata {key!r} as a JSON list of names "
-            f"(written by `make train`), got {quoted(raw) if raw is not None else None}",
-            kind=INVALID_MODEL,
-        )
-    if len(set(names)) != len(names):
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        raise ModelUnavailable(
-            f"cannot load model {uri}: expected distinct names in metadata {key!r}, "
-            f"got {duplicates} more than once",
-            kind=INVALID_MODEL,
-        )
-    if key == FEATURES_KEY and INSTANCES_KEY in names:
-        raise ModelUnavailable(
-            f"cannot load model {uri}: expected feature names other than {INSTANCES_KEY!r} "
-            f"in metadata {key!r}, which marks a batch in requests",
-            kind=INVALID_MODEL,
-        )
-    return tuple(names)
-
-
 def _header_safe(props: Mapping[str, str], key: str, uri: str) -> str | None:
     raw = props.get(key)
     if raw is None or _HEADER_SAFE.fullmatch(raw):
@@ -269,34 +474,12 @@ def _scores(props: Mapping[str, str], uri: str) -> dict[str, float]:
     return scores
 
 
-def _input(session: Any, width: int, uri: str) -> tuple[str, str]:
-    inputs = session.get_inputs()
-    if len(inputs) != 1:
-        raise ModelUnavailable(
-            f"cannot load model {uri}: expected 1 input, got {len(inputs)}: "
-            f"{[i.name for i in inputs]}",
-            kind=INVALID_MODEL,
-        )
-    (only,) = inputs
-    dtype = _INPUT_DTYPES.get(only.type)
-    shape = only.shape
-    if dtype is None or len(shape) != 2 or (isinstance(shape[1], int) and shape[1] != width):
-        raise ModelUnavailable(
-            f"cannot load model {uri}: expected a float input of shape [N, {width}] "
-            f"for {width} features, got {only.type} of shape {shape}",
-            kind=INVALID_MODEL,
-        )
-    return only.name, dtype
-
-
-def _probability_output(session: Any, uri: str) -> str:
-    for output in session.get_outputs():
-        if output.type in _INPUT_DTYPES and len(output.shape) == 2:
-            return output.name
+def _path_safe(props: Mapping[str, str], key: str, uri: str) -> str | None:
+    raw = props.get(key)
+    if raw is None or _PATH_SAFE.fullmatch(raw):
+        return raw
     raise ModelUnavailable(
-        f"cannot load model {uri}: expected a float output of shape [N, classes] "
-        f"(export with zipmap disabled), got "
-        f"{[(o.name, o.type, o.shape) for o in session.get_outputs()]}",
+        f"cannot load model {uri}: expected metadata {key!r} as 1 to 128 letters, digits, '.', "
+        f"'_' or '-', starting with a letter or digit (it is part of URLs), got {quoted(raw)}",
         kind=INVALID_MODEL,
     )
-

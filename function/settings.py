@@ -13,6 +13,7 @@ DEFAULT_MAX_BATCH_ROWS = 1000
 DEFAULT_MODEL_LOAD_TIMEOUT = 30.0
 DEFAULT_MODEL_MAX_BYTES = 256 * 1024 * 1024
 MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_PREDICTION_LOG_RATE = 0.0
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,8 @@ class Settings:
     # Checked before the file is read whole: /dev/zero or a huge object cannot fill the memory.
     model_max_bytes: int = DEFAULT_MODEL_MAX_BYTES
     max_body_bytes: int = MAX_BODY_BYTES
+    # The fraction of answered predictions logged with their rows, answers and model version.
+    prediction_log_rate: float = DEFAULT_PREDICTION_LOG_RATE
     # Only used to attach Cloud Logging traces to log entries.
     project: str | None = None
 
@@ -36,6 +39,9 @@ class Settings:
                 environ, "MODEL_LOAD_TIMEOUT", DEFAULT_MODEL_LOAD_TIMEOUT
             ),
             model_max_bytes=_positive_int(environ, "MODEL_MAX_BYTES", DEFAULT_MODEL_MAX_BYTES),
+            prediction_log_rate=_fraction(
+                environ, "PREDICTION_LOG_RATE", DEFAULT_PREDICTION_LOG_RATE
+            ),
             project=environ.get("GOOGLE_CLOUD_PROJECT") or None,
         )
 
@@ -72,4 +78,17 @@ def _positive_float(environ: Mapping[str, str], name: str, default: float) -> fl
         value = math.nan
     if not (math.isfinite(value) and value > 0):
         raise ConfigError(f"{name}: expected a positive number of seconds, got {raw!r}")
+    return value
+
+
+def _fraction(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= 1:  # NaN fails too
+        raise ConfigError(f"{name}: expected a fraction from 0 to 1, such as 0.01, got {raw!r}")
     return value

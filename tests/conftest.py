@@ -98,3 +98,17 @@ def synth():
         return cache[key]
 
     return run
+
+
+@pytest.fixture(scope="session")
+def shop_classifier(tmp_path_factory: pytest.TempPathFactory):
+    from tests.own_models import export_classifier
+
+    return export_classifier(tmp_path_factory.mktemp("shop"))
+
+
+@pytest.fixture(scope="session")
+def price_regressor(tmp_path_factory: pytest.TempPathFactory):
+    from tests.own_models import export_regressor
+
+    return export_regressor(tmp_path_factory.mktemp("price"))

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import threading
 import time
 
@@ -76,11 +77,19 @@ def test_model_with_fewer_classes_than_its_metadata_is_refused(trained):
         model_from_bytes(data, "m.onnx")
 
 
-@pytest.mark.parametrize("props", [{}, {FEATURES_KEY: "not json", CLASSES_KEY: json.dumps(list(CLASS_NAMES))}, {FEATURES_KEY: "[]", CLASSES_KEY: "[1, 2]"}])
-def test_model_without_name_metadata_is_refused(trained, props):
+@pytest.mark.parametrize(
+    "props, words",
+    [
+        ({}, "expected metadata 'features' (or 'feature_names') listing the features"),
+        ({FEATURES_KEY: "not json", CLASSES_KEY: json.dumps(list(CLASS_NAMES))}, "expected metadata 'feature_names' as a JSON list of names"),
+        ({FEATURES_KEY: "[]", CLASSES_KEY: "[1, 2]"}, "expected metadata 'feature_names' as a JSON list of names"),
+        ({FEATURES_KEY: json.dumps(list(FEATURE_NAMES))}, "expected metadata 'classes' (or 'class_names') listing the classes"),
+    ],
+)  # fmt: skip
+def test_model_without_name_metadata_is_refused(trained, props, words):
     data = onnx_with(trained.model, 4, props)
 
-    with pytest.raises(ModelUnavailable, match="expected metadata 'feature_names' as a JSON list of names"):
+    with pytest.raises(ModelUnavailable, match=re.escape(words)):
         model_from_bytes(data, "m.onnx")
 
 

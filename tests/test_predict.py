@@ -46,7 +46,9 @@ def test_metadata_describes_the_model(client, trained):
 
     assert response.status_code == 200
     metadata = response.json()
-    assert metadata["features"] == list(FEATURE_NAMES)
+    assert metadata["name"] == "iris"
+    assert metadata["task"] == "classification"
+    assert metadata["features"] == [{"name": name, "type": "number"} for name in FEATURE_NAMES]
     assert metadata["classes"] == list(CLASS_NAMES)
     assert metadata["scores"] == trained.scores
     assert metadata["max_batch_rows"] == DEFAULT_MAX_BATCH_ROWS

@@ -16,16 +16,17 @@ def test_defaults():
     assert settings.max_batch_rows == DEFAULT_MAX_BATCH_ROWS
     assert settings.model_max_bytes == DEFAULT_MODEL_MAX_BYTES == 256 * 1024 * 1024
     assert settings.project is None
+    assert settings.prediction_log_rate == 0
 
 
 def test_values_are_read():
     settings = Settings.from_env(
         {"MODEL_URI": "gs://bucket/dir/model.onnx", "MAX_BATCH_ROWS": "10", "MODEL_LOAD_TIMEOUT": "2.5",
-         "MODEL_MAX_BYTES": "5000000", "GOOGLE_CLOUD_PROJECT": "p"}
+         "MODEL_MAX_BYTES": "5000000", "GOOGLE_CLOUD_PROJECT": "p", "PREDICTION_LOG_RATE": "0.25"}
     )  # fmt: skip
 
-    assert (settings.model_uri, settings.max_batch_rows, settings.model_load_timeout, settings.model_max_bytes, settings.project) == (
-        "gs://bucket/dir/model.onnx", 10, 2.5, 5_000_000, "p",
+    assert (settings.model_uri, settings.max_batch_rows, settings.model_load_timeout, settings.model_max_bytes, settings.project, settings.prediction_log_rate) == (
+        "gs://bucket/dir/model.onnx", 10, 2.5, 5_000_000, "p", 0.25,
     )  # fmt: skip
 
 
@@ -48,6 +49,12 @@ def test_values_are_read():
         ("MODEL_MAX_BYTES", "256MiB"),
         ("MODEL_MAX_BYTES", "1e6"),
         ("MODEL_MAX_BYTES", "-1"),
+        ("PREDICTION_LOG_RATE", "-0.1"),
+        ("PREDICTION_LOG_RATE", "1.5"),
+        ("PREDICTION_LOG_RATE", "10%"),
+        ("PREDICTION_LOG_RATE", "nan"),
+        ("PREDICTION_LOG_RATE", "inf"),
+        ("PREDICTION_LOG_RATE", "often"),
     ],
 )
 def test_bad_setting_names_the_variable_and_the_value(name, value):
@@ -58,8 +65,15 @@ def test_bad_setting_names_the_variable_and_the_value(name, value):
     assert repr(value) in str(raised.value)
 
 
-def test_functions_framework_refuses_to_start_on_a_bad_setting():
-    env = {"PATH": "/usr/bin:/bin", "MODEL_URI": "gs://only-a-bucket", "PORT": str(free_port())}
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        (("MODEL_URI", "gs://only-a-bucket"), "MODEL_URI: expected gs://bucket/object, got 'gs://only-a-bucket'"),
+        (("PREDICTION_LOG_RATE", "5%"), "PREDICTION_LOG_RATE: expected a fraction from 0 to 1, such as 0.01, got '5%'"),
+    ],
+)  # fmt: skip
+def test_functions_framework_refuses_to_start_on_a_bad_setting(setting, message):
+    env = {"PATH": "/usr/bin:/bin", setting[0]: setting[1], "PORT": str(free_port())}
 
     result = subprocess.run(
         [FUNCTIONS_FRAMEWORK, "--target=predict", "--host=127.0.0.1"],
@@ -67,4 +81,4 @@ def test_functions_framework_refuses_to_start_on_a_bad_setting():
     )  # fmt: skip
 
     assert result.returncode != 0
-    assert "MODEL_URI: expected gs://bucket/object, got 'gs://only-a-bucket'" in result.stderr
+    assert message in result.stderr
