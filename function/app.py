@@ -169,8 +169,12 @@ class Service:
 
         async def endpoint(request: Request) -> Response:
             payload = await self._read_json(request, require_content_type=json_content_type)
-            model = await self.model_for(request)
+            # Inline rather than `await self.model_for()`: a coroutine less on the hot path.
+            model = self.model.loaded or await self._ready_model(request)
             signature = model.signature
+            params = request.scope.get("path_params")
+            if params:
+                _check_path(params, signature)
             batch = decode(payload, signature, self.settings.max_batch_rows)
             prediction = model.predict(batch)
             body = encoder.encode(prediction, batch, signature)
@@ -190,11 +194,7 @@ class Service:
         model = await self._ready_model(request)
         params = request.scope.get("path_params")
         if params:
-            signature = model.signature
-            for key, served in (("name", signature.name), ("version", signature.version)):
-                asked = params.get(key)
-                if asked is not None and asked != served:
-                    raise NotFound(f"expected model {key} {served!r}, got {quoted(asked)}")
+            _check_path(params, model.signature)
         return model
 
     def _log_prediction(
@@ -344,6 +344,13 @@ class Service:
                 raise PayloadTooLarge(f"{too_large} more")
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+def _check_path(params: dict[str, str], signature: Signature) -> None:
+    for key, served in (("name", signature.name), ("version", signature.version)):
+        asked = params.get(key)
+        if asked is not None and asked != served:
+            raise NotFound(f"expected model {key} {served!r}, got {quoted(asked)}")
 
 
 def _how_to_call(
