@@ -20,7 +20,7 @@ import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from function import docs, openapi
+from function import docs, open_inference, openapi
 from function._log import TRACE_HEADER, log
 from function.decoders import seed as seed_decoder
 from function.encoders import seed as seed_encoder
@@ -114,7 +114,7 @@ class Service:
             Route(READY_PATH, "GET", self._ready, _ready_operation),
         ]
         assets = [Route(path, "GET", self._docs_asset) for path in docs.ASSET_PATHS]
-        return [*predict, *described, *assets]
+        return [*predict, *described, *open_inference.routes(self), *assets]
 
     async def handle(self, request: Request) -> Response:
         scope = request.scope
