@@ -320,13 +320,31 @@ def test_without_canary_settings_the_url_map_sends_everything_to_the_one_backend
     assert len(plain.resources(RUN)) == 1
 
 
+# One synth for two settings that touch nothing else: deletion protection and the sampled log.
+TUNED_CANARY = {**CANARY, "DELETION_PROTECTION": "true", "PREDICTION_LOG_RATE": "0.05"}
+
+
 def test_deletion_protection_guards_the_stable_service_only(synth):
-    stack = synth(**CANARY, DELETION_PROTECTION="true")
+    stack = synth(**TUNED_CANARY)
     services = by_name(stack, RUN)
 
     # The canary goes away at promotion: protected, it would make that apply fail.
     assert services["inference"]["deletion_protection"] is True
     assert services["inference-canary"]["deletion_protection"] is False
+
+
+def test_both_arms_log_the_same_sample_of_predictions_and_only_when_asked(synth, canary):
+    for name, service in by_name(synth(**TUNED_CANARY), RUN).items():
+        env = {item["name"]: item["value"] for item in service["template"]["containers"][0]["env"]}
+        assert env["PREDICTION_LOG_RATE"] == "0.05", name
+    for service in by_name(canary, RUN).values():
+        assert "PREDICTION_LOG_RATE" not in {item["name"] for item in service["template"]["containers"][0]["env"]}
+
+
+@pytest.mark.parametrize("raw", ["2", "-0.1", "nan", "one percent", "1e400"])
+def test_a_prediction_log_rate_that_is_not_a_fraction_is_refused_at_synth(raw):
+    with pytest.raises(SettingsError, match=rf"PREDICTION_LOG_RATE: expected a fraction from 0 to 1, such as 0.01, got '{raw}'"):
+        EndpointSettings.from_env({**BASE_ENV, "PREDICTION_LOG_RATE": raw})
 
 
 def test_outputs_name_the_canary_and_a_curl_that_reaches_it(canary):

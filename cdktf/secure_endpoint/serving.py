@@ -148,6 +148,14 @@ class ServingBackend(Construct):
                             CloudRunV2ServiceTemplateContainersEnv(
                                 name="GOOGLE_CLOUD_PROJECT", value=settings.project_id
                             ),
+                            # Only when asked for: a stack without it stays what it was.
+                            *(
+                                [CloudRunV2ServiceTemplateContainersEnv(
+                                    name="PREDICTION_LOG_RATE", value=f"{settings.prediction_log_rate:g}"
+                                )]
+                                if settings.prediction_log_rate
+                                else []
+                            ),
                         ],
                         resources=CloudRunV2ServiceTemplateContainersResources(
                             # CPU only while serving: the service does no background work, and

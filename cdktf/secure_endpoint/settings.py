@@ -1,6 +1,7 @@
 """The endpoint's settings: read from the environment once, checked before anything is synthesized."""
 
 import dataclasses
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -58,6 +59,8 @@ class EndpointSettings:
     rate_limit_per_minute: int | None = None
     canary_model_uri: str | None = None
     canary_percent: int | None = None
+    # Passed to both services: the fraction of predictions each logs with its rows and answer.
+    prediction_log_rate: float = 0.0
 
     def as_json(self) -> dict:
         """Every setting as JSON values: what a synthesized output was made from."""
@@ -112,6 +115,7 @@ class EndpointSettings:
             rate_limit_per_minute=rate_limit or None,
             canary_model_uri=canary_model_uri,
             canary_percent=canary_percent,
+            prediction_log_rate=_fraction(environ, "PREDICTION_LOG_RATE", 0.0),
         )
 
 
@@ -214,6 +218,19 @@ def _int(
     if value < minimum or (maximum is not None and value > maximum):
         bounds = f"from {minimum} to {maximum}" if maximum is not None else f"of at least {minimum}"
         raise SettingsError(f"{name}: expected a whole number {bounds}, got {raw!r}")
+    return value
+
+
+def _fraction(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= 1:  # NaN fails too
+        raise SettingsError(f"{name}: expected a fraction from 0 to 1, such as 0.01, got {raw!r}")
     return value
 
 
