@@ -1,14 +1,19 @@
 """Where model bytes come from: a `gs://bucket/object` URI or a local path.
 
-Both are read under the same two bounds: a deadline for the whole fetch (connect, every retry
-and the body) and a size cap checked before the body is read and again while it streams.
-google-cloud-storage is imported on first use only; it honours STORAGE_EMULATOR_HOST.
+Both are read under the same two bounds: a deadline for the whole fetch (connect, status line,
+headers, every retry and the body; for a local path, which may be a Cloud Storage FUSE mount,
+the open and every read) and a size cap checked before the body is read and again while it
+streams. google-cloud-storage is imported on first use only; it honours STORAGE_EMULATOR_HOST.
 """
 
 import json
 import os
+import socket
 import stat
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, wait
 from pathlib import Path
 from urllib.parse import quote
 
@@ -29,6 +34,9 @@ _METADATA_MAX_BYTES = 64 * 1024
 _CHUNK_BYTES = 256 * 1024
 _FIRST_RETRY_SECONDS = 0.25
 _LONGEST_RETRY_SECONDS = 2.0
+# Any longer timeout means "no deadline" and is cut to this: longer than a process lives, and
+# within what socket timeouts and lock waits accept (about 292 years; 1e12 s raises OverflowError).
+_LONGEST_TIMEOUT_SECONDS = 1e9
 
 
 def is_gcs_uri(uri: str) -> bool:
@@ -44,10 +52,91 @@ def parse_gcs_uri(uri: str) -> tuple[str, str]:
 
 
 def read_model_bytes(uri: str, timeout: float, max_bytes: int) -> bytes:
-    """The model file's bytes; every failure is a ModelUnavailable naming the URI and the cause."""
+    """The model file's bytes within `timeout` seconds; every failure is a ModelUnavailable
+    naming the URI and the cause."""
+    deadline = time.monotonic() + min(timeout, _LONGEST_TIMEOUT_SECONDS)
     if not is_gcs_uri(uri):
-        return _read_local(uri, max_bytes)
-    return _download(uri, time.monotonic() + timeout, max_bytes)
+        return _by_deadline(lambda: _read_local(uri, max_bytes), deadline, uri, lambda: None)
+    connections = _Connections()
+    return _by_deadline(
+        lambda: _download(uri, deadline, max_bytes, connections), deadline, uri, connections.cut
+    )
+
+
+def _by_deadline(
+    fetch: Callable[[], bytes], deadline: float, uri: str, cut: Callable[[], None]
+) -> bytes:
+    """`fetch()` in a thread of its own, abandoned at `deadline` after `cut()`: a socket timeout
+    restarts with every byte received, and a read from a hung mount cannot be interrupted, so
+    only a wait on another thread bounds the whole."""
+    result: Future[bytes] = Future()
+
+    def run() -> None:
+        try:
+            result.set_result(fetch())
+        except BaseException as error:  # handed over whole to the waiting thread
+            result.set_exception(error)
+
+    # A daemon: a fetch stuck past its deadline must not hold the process at exit.
+    threading.Thread(target=run, name=f"fetch {uri}", daemon=True).start()
+    done, _ = wait([result], timeout=max(deadline - time.monotonic(), 0))
+    if not done:
+        cut()
+        raise _timeout(uri)
+    return result.result()
+
+
+class _Connections:
+    """The connections one download opens, so that a download abandoned at its deadline can be
+    cut off rather than left reading from a server that trickles."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: list = []
+        self._cut = False
+
+    def track(self, session) -> None:
+        """Has `session`'s connection pools report every connection they open to `self`."""
+        for adapter in session.adapters.values():
+            manager = getattr(adapter, "poolmanager", None)
+            if manager is not None:
+                manager.pool_classes_by_scheme = {
+                    scheme: self._tracking(pool_class)
+                    for scheme, pool_class in manager.pool_classes_by_scheme.items()
+                }
+
+    def _tracking(self, pool_class: type) -> type:
+        connections = self
+
+        class TrackingPool(pool_class):
+            def _new_conn(self):
+                connection = super()._new_conn()
+                connections._add(connection)
+                return connection
+
+        return TrackingPool
+
+    def _add(self, connection) -> None:
+        with self._lock:
+            if self._cut:  # a request begun just before the deadline
+                raise ConnectionAbortedError("abandoned at MODEL_LOAD_TIMEOUT")
+            self._open.append(connection)
+
+    def cut(self) -> None:
+        with self._lock:
+            self._cut = True
+            for connection in self._open:
+                _shut(connection)
+
+
+def _shut(connection) -> None:
+    # shutdown(), unlike close(), wakes a read blocked on the socket in another thread.
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already closed by its own thread
 
 
 def _read_local(uri: str, max_bytes: int) -> bytes:
@@ -71,12 +160,23 @@ def _read_local(uri: str, max_bytes: int) -> bytes:
                 kind=INVALID_MODEL,
             )
         _check_size(info.st_size, max_bytes, uri)
-        with os.fdopen(fd, "rb", closefd=False) as file:
-            data = file.read(max_bytes + 1)  # the file may grow between the check and the read
+        # In chunks: read(max_bytes + 1) would reserve the whole cap at once, however small the
+        # file. One byte past the cap is read because the file may grow after the check.
+        chunks, size = [], 0
+        while size <= max_bytes:
+            chunk = os.read(fd, min(_CHUNK_BYTES, max_bytes + 1 - size))
+            if not chunk:
+                break
+            size += len(chunk)
+            chunks.append(chunk)
+    except OSError as error:
+        raise ModelUnavailable(
+            f"cannot load model {uri}: {error.strerror or error}", kind=STORAGE_ERROR
+        ) from error
     finally:
         os.close(fd)
-    _check_size(len(data), max_bytes, uri, partial=True)
-    return data
+    _check_size(size, max_bytes, uri, partial=True)
+    return b"".join(chunks)
 
 
 def _file_type(mode: int) -> str:
@@ -110,7 +210,7 @@ class _Transient(Exception):
         self.kind = kind
 
 
-def _download(uri: str, deadline: float, max_bytes: int) -> bytes:
+def _download(uri: str, deadline: float, max_bytes: int, connections: _Connections) -> bytes:
     """The object's size is read first and checked against the cap, then its body is streamed
     under the cap, at that generation so that both describe the same bytes."""
     from google.auth.exceptions import DefaultCredentialsError
@@ -128,6 +228,7 @@ def _download(uri: str, deadline: float, max_bytes: int) -> bytes:
         f"{client.api_endpoint}/storage/v1/b/{quote(bucket, safe='')}/o/{quote(name, safe='')}"
     )
     session = client._http  # adds the service account's token; anonymous under the emulator
+    connections.track(session)
     pause = _FIRST_RETRY_SECONDS
     while True:
         try:

@@ -118,18 +118,23 @@ def serve(
 @dataclass
 class FakeStorage:
     """A local HTTP server answering Cloud Storage's JSON API as `answer(path_and_query)` says,
-    for what the emulator cannot do: trickle bytes, or lie about an object's size."""
+    for what the emulator cannot do: trickle bytes, even the status line and headers, or lie
+    about an object's size."""
 
     url: str
     requests: list[str] = field(default_factory=list)
+    hang_ups: int = 0  # answers cut short because the client closed the connection
 
 
 Answer = tuple[int, dict[str, str], Callable[[Callable[[bytes], None]], None]]
 
 
 @contextmanager
-def fake_storage(answer: Callable[[str], Answer]) -> Iterator[FakeStorage]:
-    """`answer(path)` -> (status, headers, write_body); write_body(write) sends the body."""
+def fake_storage(
+    answer: Callable[[str], Answer], *, header_pause: float = 0
+) -> Iterator[FakeStorage]:
+    """`answer(path)` -> (status, headers, write_body); write_body(write) sends the body.
+    `header_pause`: seconds between the bytes of the status line and headers, sent one by one."""
     state = FakeStorage(url="")
 
     class Handler(BaseHTTPRequestHandler):
@@ -138,19 +143,26 @@ def fake_storage(answer: Callable[[str], Answer]) -> Iterator[FakeStorage]:
         def do_GET(self):  # noqa: N802 (the standard library's name)
             state.requests.append(self.path)
             status, headers, write_body = answer(self.path)
-            self.send_response(status)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.end_headers()
 
             def write(data: bytes) -> None:
                 self.wfile.write(data)
                 self.wfile.flush()
 
             try:
+                if header_pause:
+                    head = f"{self.protocol_version} {status} {self.responses[status][0]}\r\n"
+                    head += "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+                    for byte in f"{head}\r\n".encode("latin-1"):
+                        write(bytes([byte]))
+                        time.sleep(header_pause)
+                else:
+                    self.send_response(status)
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.end_headers()
                 write_body(write)
             except (BrokenPipeError, ConnectionResetError):
-                pass  # the client gave up, as it should
+                state.hang_ups += 1  # the client gave up, as it should
 
         def log_message(self, *args):
             pass

@@ -38,6 +38,13 @@ def test_serves_the_model_from_a_gs_uri(make_client, gcs_bucket, model_file):
     assert client.get("/").json()["uri"] == f"gs://{gcs_bucket.name}/iris/model.onnx"
 
 
+def test_serves_the_model_under_a_load_timeout_longer_than_any_clock_counts(make_client, gcs_bucket, model_file):
+    gcs_bucket.blob("model.onnx").upload_from_filename(str(model_file))
+    client = make_client(MODEL_URI=f"gs://{gcs_bucket.name}/model.onnx", MODEL_LOAD_TIMEOUT="1e300")
+
+    assert predict(client).status_code == 200
+
+
 def unavailable(response, kind: str) -> None:
     """A 503 that names only the kind of cause: no bucket, object or library text."""
     assert response.status_code == 503
@@ -133,6 +140,26 @@ def test_a_storage_trickling_bytes_cannot_hold_a_request_past_the_load_timeout(m
     (entry,) = json_lines(capsys.readouterr().out)
     assert entry["cause"] == "timeout"
     assert entry["seconds"] < 60  # well under the 200 s the trickle would take
+
+
+@pytest.mark.timeout(120)
+def test_a_storage_trickling_its_status_line_and_headers_cannot_hold_a_request_past_the_load_timeout(
+    make_client, monkeypatch, capsys
+):
+    with fake_storage(lambda path: metadata(1000), header_pause=0.5) as storage:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", storage.url)
+        client = make_client(MODEL_URI="gs://b/model.onnx", MODEL_LOAD_TIMEOUT="2")
+
+        unavailable(predict(client), "timeout")
+        # The abandoned fetch hangs up rather than reading on in the background.
+        deadline = time.monotonic() + 10
+        while not storage.hang_ups:
+            assert time.monotonic() < deadline, "the fetch past its deadline kept its connection"
+            time.sleep(0.1)
+
+    (entry,) = json_lines(capsys.readouterr().out)
+    assert entry["cause"] == "timeout"
+    assert entry["seconds"] < 20  # well under the 35 s the head alone would take
 
 
 def test_an_object_whose_size_is_over_the_cap_is_refused_before_its_body_is_asked_for(make_client, monkeypatch):
