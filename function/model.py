@@ -120,25 +120,32 @@ class Model:
     def predict(self, batch: Batch) -> Prediction:
         """The answer to every row of `batch`; UnprocessableEntity, naming the first row, when
         the graph's answer for it is not finite."""
-        output = self._run(batch.rows)
-        if output.ndim == 1:  # a regressor's graph may give [N] rather than [N, 1]
-            output = output.reshape(-1, 1)
+        output = self.run(batch.rows)
         answers = output.tolist()
         # NaN and infinity propagate through a sum, so one sum checks the whole answer: in
         # Python for one row (a third of numpy's cost there), in numpy for a batch.
-        if not math.isfinite(sum(answers[0]) if len(answers) == 1 else output.sum()):
+        finite = math.isfinite(sum(answers[0]) if len(answers) == 1 else output.sum())
+        return self.prediction(answers, batch, finite)
+
+    def prediction(self, answers: list[list[float]], batch: Batch, finite: bool) -> Prediction:
+        """The `Prediction` of `batch` from the graph's rows of output (`run(...).tolist()`);
+        `finite`: whether the caller found every number finite, else the first row that is not
+        is refused."""
+        if not finite:
             _refuse_non_finite(answers, batch, self.signature.task)
         if self.signature.task == CLASSIFICATION:
             classes = self.signature.classes
             labels = [classes[row.index(max(row))] for row in answers]
             return Prediction(labels, answers, None, self.signature.output_dtype)
-        return Prediction(None, None, output.ravel().tolist(), self.signature.output_dtype)
+        return Prediction(None, None, [row[0] for row in answers], self.signature.output_dtype)
 
     def predict_proba(self, rows: list[list[float]]) -> Any:
         """A classifier's probabilities (a numpy array) for rows of values in feature order."""
-        return self._run(rows)
+        return self.run(rows)
 
-    def _run(self, rows: list[list[Any]]) -> Any:
+    def run(self, rows: list[list[Any]]) -> Any:
+        """The graph's output for rows of values in feature order: a numpy array of one row per
+        row. Each model input is stacked from its column of the rows."""
         if self.matrix_input is not None:
             feeds = {self.matrix_input: self.array(rows, dtype=self.input_dtype)}
         else:
@@ -146,7 +153,9 @@ class Model:
                 name: self.array([row[index] for row in rows], dtype=dtype).reshape(-1, 1)
                 for index, (name, dtype) in enumerate(self.column_inputs)
             }
-        return self.session.run([self.output_name], feeds, self.run_options)[0]
+        output = self.session.run([self.output_name], feeds, self.run_options)[0]
+        # A regressor's graph may give [N] rather than [N, 1].
+        return output.reshape(-1, 1) if output.ndim == 1 else output
 
 
 def _refuse_non_finite(output: list, batch: Batch, task: str) -> None:
@@ -246,7 +255,7 @@ def _trial(model: Model, uri: str) -> Prediction:
     signature = model.signature
     row = signature.example_row()
     try:
-        output = model._run([row])
+        output = model.run([row])
     except Exception as error:
         raise ModelUnavailable(
             f"cannot load model {uri}: the model fails on the example row "

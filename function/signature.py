@@ -154,10 +154,42 @@ class Signature:
     example_is_placeholder: bool
     output_dtype: str = FLOAT64
     example_answer: "Prediction | None" = None
+    # For `plain_row`: the names in order, and per feature (limit, None) for a number or
+    # (None, known categories or None) for a string.
+    _names: tuple[str, ...] = field(default=(), init=False, repr=False, compare=False)
+    _plain: tuple[tuple[float | None, frozenset | None], ...] = field(
+        default=(), init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_names", tuple(f.name for f in self.features))
+        plain = tuple(
+            (f._limit, None) if f.type == NUMBER else (None, f._known if f.categories else None)
+            for f in self.features
+        )
+        object.__setattr__(self, "_plain", plain)
 
     @property
     def feature_names(self) -> tuple[str, ...]:
-        return tuple(f.name for f in self.features)
+        return self._names
+
+    def plain_row(self, instance: dict) -> list[Any] | None:
+        """The row of a named instance that is plainly valid, in the fewest steps: exactly the
+        features, each number a float within the model's range, each string one it takes. None
+        for anything else (integers too), which `Feature.accept` then takes or explains."""
+        if len(instance) != len(self._names):
+            return None
+        try:
+            row = [instance[name] for name in self._names]
+        except KeyError:
+            return None
+        for value, (limit, known) in zip(row, self._plain):
+            if limit is not None:
+                if type(value) is not float or not -limit <= value <= limit:
+                    return None
+            elif type(value) is not str or (known is not None and value not in known):
+                return None
+        return row
 
     def example_row(self) -> list[float | str]:
         return [self.example[f.name] for f in self.features]

@@ -67,8 +67,10 @@ def test_targets_say_by_how_much_each_miss_is_missed(figures, missed):
 def test_in_process_harness_measures_both_handlers(model_file):
     import asyncio
 
-    from bench.inprocess import measure
+    from bench.inprocess import CONCURRENT, measure
 
     figures = asyncio.run(measure(str(model_file), rounds=1, calls=200))
 
-    assert figures["service_us"] > 0 and figures["ceiling_us"] > 0
+    assert set(figures) == {1, CONCURRENT}
+    for each in figures.values():
+        assert each["service_us"] > 0 and each["ceiling_us"] > 0

@@ -41,6 +41,9 @@ def decode(
             f'{{"{INSTANCES_KEY}": [...]}}, got {describe(payload)}'
         )
     if INSTANCES_KEY not in payload:
+        row = signature.plain_row(payload)
+        if row is not None:
+            return Batch([row], True, SINGLE_ROW_LABEL)
         try:
             row = _named_row(payload, features, "")
         except BadRequest:

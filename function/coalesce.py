@@ -1,0 +1,78 @@
+"""Single rows that arrive together go through the model together.
+
+While the event loop is busy with one request, others arrive on other connections. Each request
+of one row adds its row here and waits; the first one schedules a flush with `loop.call_soon`,
+which runs after every request already in the loop's queue has added its own. The rows then go
+to the model as one batch (one `session.run` instead of one per request) and each request gets
+its own row of the output. No timer: a request never waits for one that has not arrived, so a
+quiet service answers as soon as it would alone, and a busy one batches whatever is waiting.
+"""
+
+import asyncio
+from collections import Counter
+from typing import Any
+
+from function.model import Model
+
+
+class Coalescer:
+    """Collects single rows for one model, per event loop, and runs each collection at once.
+
+    `sizes` counts the model runs by the number of rows they carried (the run of a failed
+    collection row by row counts as runs of one): what tests and the benchmark read.
+    """
+
+    def __init__(self, model: Model):
+        self.model = model
+        self.sizes: Counter[int] = Counter()
+        # One collection per event loop: a process serves on one, but a test may run several
+        # loops, each in its own thread, against one service.
+        self._waiting: dict[asyncio.AbstractEventLoop, list[tuple[list[Any], asyncio.Future]]] = {}
+
+    def output(self, row: list[Any]) -> "asyncio.Future[list[float]]":
+        """A future of the graph's output row for `row` (values in feature order)."""
+        loop = asyncio.get_running_loop()
+        waiting = self._waiting.get(loop)
+        if waiting is None:
+            waiting = self._waiting[loop] = []
+            loop.call_soon(self._flush, loop)
+        future = loop.create_future()
+        waiting.append((row, future))
+        return future
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        waiting = self._waiting.pop(loop)
+        try:
+            outputs = self.model.run([row for row, _ in waiting]).tolist()
+        except Exception as error:
+            if len(waiting) == 1:
+                self.sizes[1] += 1
+                _settle(waiting[0][1], error=error)
+            else:
+                self._row_by_row(waiting)
+            return
+        self.sizes[len(waiting)] += 1
+        for (_, future), output in zip(waiting, outputs):
+            if not future.done():  # a waiter cancelled in the meantime takes no answer
+                future.set_result(output)
+
+    def _row_by_row(self, waiting: list[tuple[list[Any], asyncio.Future]]) -> None:
+        """The graph refused one of the rows, and with it the whole run: each row alone now, so
+        that a row's failure is its own request's and no other's."""
+        for row, future in waiting:
+            self.sizes[1] += 1
+            try:
+                (output,) = self.model.run([row]).tolist()
+            except Exception as error:
+                _settle(future, error=error)
+            else:
+                _settle(future, output)
+
+
+def _settle(future: asyncio.Future, output: Any = None, *, error: Exception | None = None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(output)
