@@ -22,11 +22,14 @@ BODY = b'{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_w
 HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())]
 
 
-def request() -> Request:
-    async def receive():
-        return {"type": "http.request", "body": BODY, "more_body": False}
+def request(body: bytes = BODY, path: str = "/inference/") -> Request:
+    """A POST of `body` as JSON, as Starlette hands it to the function."""
+    headers = HEADERS if body is BODY else [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
 
-    scope = {"type": "http", "method": "POST", "path": "/inference/", "headers": HEADERS, "query_string": b""}
+    async def receive():
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    scope = {"type": "http", "method": "POST", "path": path, "headers": headers, "query_string": b""}
     return Request(scope, receive)
 
 

@@ -124,7 +124,20 @@ def markdown(figures: dict) -> str:
             _spread(model["onnxruntime_batch_ms"], "{:.3f}"),
         ))
     rps = at["16"]["service"]["rps"]["median"]
+    agree = {key: model["batched_against_alone"] for key, model in figures["models"].items()}
+    first = next(iter(agree.values()))
     lines += [
+        "",
+        f"Batched against alone: {first['rows']:,} random rows within iris's range, sent to the "
+        f"service in process one request at a time, then {first['concurrent']} at a time (single "
+        "rows that wait together go through the model together, here up to "
+        f"{max(a['largest_batch'] for a in agree.values())} a run). "
+        + "; ".join(
+            f"{figures['models'][key]['name']}: {_count(a['rows_differing'], 'row')} answered "
+            f"differently, probabilities at most {a['max_ulp']} ulp apart ({a['max_abs']:.1e})"
+            for key, a in agree.items()
+        )
+        + ".",
         "",
         f"wrk counted {figures['socket_errors']:,} socket errors (connect, read, write, timeout) "
         "in all the runs.",

@@ -8,7 +8,10 @@ range beside them.
 """
 
 import argparse
+import asyncio
+import contextlib
 import functools
+import io
 import json
 import math
 import os
@@ -201,11 +204,20 @@ def summary(values: list[float]) -> dict:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
+def batched_against_alone(models: dict) -> dict:
+    """bench.agreement on each model, in this process; the service's log lines kept out of the report."""
+    from bench.agreement import agreement
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        return {key: asyncio.run(agreement(str(model.path))) for key, model in models.items()}
+
+
 def measure(plan: Plan, scratch: Path) -> dict:
     from bench.models import batch_rows, logistic_regression, onnxruntime_alone, random_forest
 
     started = machine()
     models = {"lr": logistic_regression(scratch), "rf": random_forest(scratch)}
+    agreement = batched_against_alone(models)
     rows = batch_rows(BATCH_ROWS)
     alone = {k: onnxruntime_alone(m, rows, core=SERVER_CORE, seconds=plan.seconds / 2) for k, m in models.items()}
     batch_body = json.dumps({"instances": rows})
@@ -289,6 +301,7 @@ def measure(plan: Plan, scratch: Path) -> dict:
                 "service_batch_ms": summary([b[key].p50_ms for b in batches]),
                 "onnxruntime_single_us": summary(alone[key]["single_us"]),
                 "onnxruntime_batch_ms": summary(alone[key]["batch_ms"]),
+                "batched_against_alone": agreement[key],
             }
             for key, model in models.items()
         },

@@ -18,13 +18,14 @@ from function.model import Model
 class Coalescer:
     """Collects single rows for one model, per event loop, and runs each collection at once.
 
-    `sizes` counts the model runs by the number of rows they carried (the run of a failed
-    collection row by row counts as runs of one): what tests and the benchmark read.
+    What tests and the benchmark read: `sizes` counts the collections by their number of rows,
+    `rerun_alone` the rows run again one by one after the graph refused their collection.
     """
 
     def __init__(self, model: Model):
         self.model = model
         self.sizes: Counter[int] = Counter()
+        self.rerun_alone = 0
         # One collection per event loop: a process serves on one, but a test may run several
         # loops, each in its own thread, against one service.
         self._waiting: dict[asyncio.AbstractEventLoop, list[tuple[list[Any], asyncio.Future]]] = {}
@@ -42,16 +43,15 @@ class Coalescer:
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
         waiting = self._waiting.pop(loop)
+        self.sizes[len(waiting)] += 1
         try:
             outputs = self.model.run([row for row, _ in waiting]).tolist()
         except Exception as error:
             if len(waiting) == 1:
-                self.sizes[1] += 1
                 _settle(waiting[0][1], error=error)
             else:
                 self._row_by_row(waiting)
             return
-        self.sizes[len(waiting)] += 1
         for (_, future), output in zip(waiting, outputs):
             if not future.done():  # a waiter cancelled in the meantime takes no answer
                 future.set_result(output)
@@ -60,7 +60,7 @@ class Coalescer:
         """The graph refused one of the rows, and with it the whole run: each row alone now, so
         that a row's failure is its own request's and no other's."""
         for row, future in waiting:
-            self.sizes[1] += 1
+            self.rerun_alone += 1
             try:
                 (output,) = self.model.run([row]).tolist()
             except Exception as error:

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from bench.agreement import ULP_TOLERANCE
 from bench.report import TARGETS, verdicts
 from bench.run import CONNECTIONS, main
 
@@ -24,6 +25,9 @@ def test_quick_bench_writes_figures_table_and_chart(tmp_path):
     for model in report["models"].values():
         for figure in ("service_rps", "service_batch_ms", "onnxruntime_single_us", "onnxruntime_batch_ms"):
             assert model[figure]["median"] > 0
+        agreement = model["batched_against_alone"]
+        assert agreement["largest_batch"] > 1
+        assert agreement["rows_differing"] == 0 and agreement["max_ulp"] <= ULP_TOLERANCE
     assert [row["figure"] for row in report["targets"]] == list(TARGETS)
 
     page = (tmp_path / "latest.md").read_text()
@@ -32,6 +36,7 @@ def test_quick_bench_writes_figures_table_and_chart(tmp_path):
     assert "| service / ceiling, per round |" in page
     assert "| target | measured | met |" in page
     assert "| random forest (100 trees) |" in page
+    assert "Batched against alone: 4,000 random rows" in page
     assert (tmp_path / "latest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
