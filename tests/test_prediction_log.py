@@ -84,3 +84,13 @@ def test_a_large_batch_is_cut_to_stay_well_under_the_entry_limit(make_client, tm
     assert 0 < entry["rows_logged"] < count
     assert len(entry["inputs"]) == len(entry["answers"]) == entry["rows_logged"]
     assert len(entry["inputs"][0]["color"]) == min(value_chars, MAX_STRING_CHARS)
+
+
+def test_the_load_is_logged_with_the_model_s_name_and_version(make_client, price_regressor, capsys):
+    client = make_client(MODEL_URI=str(price_regressor.path))
+
+    client.get("/readyz")
+
+    (load,) = [entry for entry in json_lines(capsys.readouterr().out) if entry["message"].startswith("model loaded")]
+    assert (load["model_name"], load["model_version"], load["task"]) == ("price", price_regressor.version, "regression")
+    assert load["model_uri"] == str(price_regressor.path)
