@@ -22,9 +22,9 @@ import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from function import docs, openapi
-from function.coalesce import Coalescer
+from function import docs, open_inference, openapi
 from function._log import TRACE_HEADER, log
+from function.coalesce import Coalescer
 from function.decoders import seed as seed_decoder
 from function.encoders import seed as seed_encoder
 from function.errors import (
@@ -121,7 +121,7 @@ class Service:
             Route(READY_PATH, "GET", self._ready, _ready_operation),
         ]
         assets = [Route(path, "GET", self._docs_asset) for path in docs.ASSET_PATHS]
-        return [*predict, *described, *assets]
+        return [*predict, *described, *open_inference.routes(self), *assets]
 
     async def handle(self, request: Request) -> Response:
         scope = request.scope

@@ -212,11 +212,14 @@ class Signature:
 class Batch(NamedTuple):
     """Validated rows, each a list of values in the signature's feature order: floats for
     numbers, strings for categories. `single`: the request carried one instance, not a list, and
-    is answered as one. `row_label` names row i (`row_label.format(i)`) in the request's terms."""
+    is answered as one. `row_label` names row i (`row_label.format(i)`) in the request's terms.
+    `context`: what the dialect's encoder needs from the request besides the rows (an id to echo,
+    the outputs asked for), opaque to the model."""
 
     rows: list[list[Any]]
     single: bool = False
     row_label: str = INSTANCES_KEY + "[{}]"
+    context: Any = None
 
 
 class Prediction(NamedTuple):

@@ -7,11 +7,14 @@ import pytest
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
+from function import open_inference as v2_routes
 from function.app import Service
+from function.decoders import v2 as v2_decoder
 from function.decoders import seed as seed_decoder
 from function.decoders.seed import REQUEST_SCHEMA, ROW_SCHEMA
 from function.docs import ASSET_PATHS
 from function.encoders import seed as seed_encoder
+from function.encoders import v2 as v2_encoder
 from function.encoders.seed import RESPONSE_SCHEMA
 from function.openapi import ERROR_SCHEMA, OPENAPI_VERSION, Operation
 from function.routes import DOCS_PATH, OPENAPI_PATH, PREDICT_PATHS, Route
@@ -52,7 +55,9 @@ def test_every_route_the_service_answers_is_documented(served):
 
     assert {(path, "POST") for path in PREDICT_PATHS} <= documented
     assert {("/", "GET"), (OPENAPI_PATH, "GET"), (DOCS_PATH, "GET"), ("/healthz", "GET"), ("/readyz", "GET")} <= documented
+    metadata = client.get("/").json()
     for path, method in documented:
+        path = path.format(name=metadata["name"], version=metadata["version"])
         assert client.request(method, path, content=b"{}", headers={"Content-Type": "application/json"}).status_code != 404
     assert not set(ASSET_PATHS) & set(document["paths"])
 
@@ -196,3 +201,67 @@ def test_a_route_naming_another_model_is_a_404(extended, path, words):
 
     assert response.status_code == 404
     assert words in response.json()["error"]
+
+
+def test_the_v2_routes_are_documented_with_the_models_real_tensors(served):
+    name, client, document = served
+    metadata = client.get("/").json()
+    infer = document["paths"][v2_routes.INFER_PATHS[0]]["post"]
+    tensors = document["components"]["schemas"][v2_decoder.REQUEST_SCHEMA]["properties"]["inputs"]["items"]["oneOf"]
+
+    documented = {(path, method.upper()) for path, operations in document["paths"].items() for method in operations}
+    assert {(path, "POST") for path in v2_routes.INFER_PATHS} <= documented
+    assert {(path, "GET") for path in (*v2_routes.MODEL_PATHS, *v2_routes.MODEL_READY_PATHS)} <= documented
+    assert {(path, "GET") for path in (v2_routes.SERVER_PATH, v2_routes.LIVE_PATH, v2_routes.READY_PATH)} <= documented
+    assert [p["schema"]["enum"] for p in infer["parameters"]] == [[metadata["name"]]]
+    described = {t["properties"]["name"]["const"]: t["properties"]["datatype"]["enum"] for t in tensors}
+    if name == "iris":
+        assert described == {feature: list(v2_decoder.NUMERIC_DATATYPES) for feature in FEATURE_NAMES}
+    else:
+        assert described == {"color": ["BYTES"], "size": list(v2_decoder.NUMERIC_DATATYPES), "weight": list(v2_decoder.NUMERIC_DATATYPES)}
+    model = document["paths"][v2_routes.MODEL_PATHS[0]]["get"]["responses"]["200"]["content"]["application/json"]
+    path = v2_routes.MODEL_PATHS[0].format(name=metadata["name"])
+    assert model["examples"]["this model"]["value"] == client.get(path).json()
+
+
+def test_the_v2_examples_are_valid_requests_and_the_served_answers_fit_the_schema(served):
+    _, client, document = served
+    metadata = client.get("/").json()
+    operation = document["paths"][v2_routes.INFER_PATHS[0]]["post"]
+    requests = operation["requestBody"]["content"]["application/json"]["examples"]
+    answers = operation["responses"]["200"]["content"]["application/json"]["examples"]
+    path = v2_routes.INFER_PATHS[0].format(name=metadata["name"])
+
+    for example in requests.values():
+        validator(document, v2_decoder.REQUEST_SCHEMA).validate(example["value"])
+        response = client.post(path, json=example["value"])
+        assert response.status_code == 200, response.text
+        validator(document, v2_encoder.RESPONSE_SCHEMA).validate(response.json())
+    assert answers["one row"]["value"] == client.post(path, json=requests["one row"]["value"]).json()
+
+
+def test_the_v2_schema_refuses_what_the_service_refuses(make_client, shop_classifier):
+    client = make_client(MODEL_URI=str(shop_classifier.path))
+    document = client.get(OPENAPI_PATH).json()
+    request = validator(document, v2_decoder.REQUEST_SCHEMA)
+    good = document["paths"][v2_routes.INFER_PATHS[0]]["post"]["requestBody"]["content"]["application/json"]["examples"]["two rows"]["value"]
+
+    def changed(index, **changes):
+        inputs = [dict(tensor) for tensor in good["inputs"]]
+        inputs[index].update(changes)
+        return {"inputs": inputs}
+
+    assert request.is_valid(good)
+    for bad in (
+        changed(0, data=["purple", "red"]),
+        changed(0, datatype="FP32"),
+        changed(1, datatype="BYTES"),
+        changed(1, shape=[2, 2]),
+        changed(2, data=["heavy", 1.0]),
+        {"inputs": good["inputs"][1:]},
+        {**good, "outputs": [{"name": "scores"}]},
+        {**good, "instances": []},
+    ):
+        assert not request.is_valid(bad)
+        response = client.post(v2_routes.INFER_PATHS[0].format(name="shop"), json=bad)
+        assert 400 <= response.status_code < 500, bad
