@@ -72,6 +72,7 @@ __all__ = [  # the routes, importable from here as from function.routes
 VERSION_HEADER = "X-Model-Version"
 PRIMARY_PREDICT_PATH = "/predict"
 JSON_MEDIA_TYPE = "application/json"
+_JSON_CONTENT_TYPE = JSON_MEDIA_TYPE.encode()
 
 # A Content-Length of more digits is over any limit; int() of thousands of digits is slow.
 _MAX_LENGTH_DIGITS = 18
@@ -324,19 +325,11 @@ class Service:
         content_type = content_length = None
         for name, value in request.scope["headers"]:
             if name == b"content-type":
-                content_type = value.decode("latin-1")
+                content_type = value
             elif name == b"content-length":
                 content_length = value
-        media_type = (content_type or "").split(";", 1)[0].strip().lower()
-        if (
-            media_type != JSON_MEDIA_TYPE
-            and not media_type.endswith("+json")
-            and (require_content_type or content_type is not None)
-        ):
-            raise UnsupportedMediaType(
-                f"expected Content-Type {JSON_MEDIA_TYPE}, got {quoted(content_type or 'none')}"
-                " (with curl, add -H 'Content-Type: application/json')"
-            )
+        if content_type != _JSON_CONTENT_TYPE:  # the common case in one comparison
+            _check_content_type(content_type, require_content_type)
         body = await self._read_body(request, content_length)
         if not body:
             raise BadRequest("expected a JSON body, got an empty body")
@@ -348,7 +341,6 @@ class Service:
 
     async def _read_body(self, request: Request, declared: bytes | None) -> bytes:
         limit = self.settings.max_body_bytes
-        too_large = f"expected a body of at most {limit} bytes, got"
         if declared is not None:
             # bytes.isdigit() accepts ASCII digits only, whatever HTTP parser ran before.
             if not declared.isdigit():
@@ -357,7 +349,7 @@ class Service:
                     f"{quoted(declared.decode('latin-1'))}"
                 )
             if len(declared) > _MAX_LENGTH_DIGITS or int(declared) > limit:
-                raise PayloadTooLarge(f"{too_large} {cut(declared.decode('latin-1'))}")
+                raise PayloadTooLarge(_too_large(limit, cut(declared.decode("latin-1"))))
         # The ASGI messages themselves, not Starlette's request.body(): a few microseconds less a
         # request, and the limit applies to a body of no declared length as it arrives.
         receive = request.receive
@@ -369,13 +361,33 @@ class Service:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                raise PayloadTooLarge(f"{too_large} more")
+                raise PayloadTooLarge(_too_large(limit, "more"))
             if not message.get("more_body", False):
                 if not chunks:
                     return chunk
                 chunks.append(chunk)
                 return b"".join(chunks)
             chunks.append(chunk)
+
+
+def _check_content_type(raw: bytes | None, required: bool) -> None:
+    """UnsupportedMediaType unless `raw` declares JSON (`+json` too, any parameters), or is absent
+    where a dialect does not require it."""
+    content_type = None if raw is None else raw.decode("latin-1")
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    if (
+        media_type != JSON_MEDIA_TYPE
+        and not media_type.endswith("+json")
+        and (required or content_type is not None)
+    ):
+        raise UnsupportedMediaType(
+            f"expected Content-Type {JSON_MEDIA_TYPE}, got {quoted(content_type or 'none')}"
+            " (with curl, add -H 'Content-Type: application/json')"
+        )
+
+
+def _too_large(limit: int, got: str) -> str:
+    return f"expected a body of at most {limit} bytes, got {got}"
 
 
 def _settle_heap() -> None:

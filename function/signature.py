@@ -154,9 +154,11 @@ class Signature:
     example_is_placeholder: bool
     output_dtype: str = FLOAT64
     example_answer: "Prediction | None" = None
-    # For `plain_row`: the names in order, and per feature (limit, None) for a number or
-    # (None, known categories or None) for a string.
+    # For `plain_row`: the names in order; the one limit of numbers when every feature is a
+    # number of one type, else per feature (limit, None) for a number or (None, known
+    # categories or None) for a string.
     _names: tuple[str, ...] = field(default=(), init=False, repr=False, compare=False)
+    _limit: float | None = field(default=None, init=False, repr=False, compare=False)
     _plain: tuple[tuple[float | None, frozenset | None], ...] = field(
         default=(), init=False, repr=False, compare=False
     )
@@ -168,6 +170,9 @@ class Signature:
             for f in self.features
         )
         object.__setattr__(self, "_plain", plain)
+        limits = {limit for limit, _ in plain}
+        if len(limits) == 1 and None not in limits:
+            object.__setattr__(self, "_limit", limits.pop())
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -183,6 +188,12 @@ class Signature:
             row = [instance[name] for name in self._names]
         except KeyError:
             return None
+        limit = self._limit
+        if limit is not None:
+            for value in row:
+                if type(value) is not float or not -limit <= value <= limit:
+                    return None
+            return row
         for value, (limit, known) in zip(row, self._plain):
             if limit is not None:
                 if type(value) is not float or not -limit <= value <= limit:
