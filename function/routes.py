@@ -55,11 +55,11 @@ class Router:
         self._templates = [(_pattern(path), methods) for path, methods in templates.items()]
         self.paths = sorted({route.path for route in self.routes})
 
-    def match(self, path: str) -> tuple[Mapping[str, Route], dict[str, str]] | None:
-        """(the routes of `path` by method, its path parameters), or None."""
+    def match(self, path: str) -> tuple[Mapping[str, Route], dict[str, str] | None] | None:
+        """(the routes of `path` by method, its path parameters or None), or None."""
         methods = self._exact.get(path)
         if methods is not None:
-            return methods, {}
+            return methods, None
         for pattern, methods in self._templates:
             found = pattern.fullmatch(path)
             if found:

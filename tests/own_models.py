@@ -19,7 +19,7 @@ SHOP_CLASSES = ("no", "yes")
 
 
 @dataclass(frozen=True)
-class Exported:
+class ServedModel:
     estimator: Pipeline
     path: Path
     version: str
@@ -44,7 +44,7 @@ def price(frame: pd.DataFrame) -> np.ndarray:
     return 3.0 * frame["size"] + 0.5 * frame["weight"] + np.where(frame["color"] == "red", 20.0, 0.0)
 
 
-def export_classifier(directory: Path) -> Exported:
+def export_classifier(directory: Path) -> ServedModel:
     """A random forest behind one-hot encoding that refuses unknown colours (inside onnxruntime
     that refusal would be a failure of the run), with the sample's first row as the example."""
     frame = shop_rows(120, seed=0)
@@ -59,10 +59,10 @@ def export_classifier(directory: Path) -> Exported:
     ).fit(frame, bought(frame))
     path = directory / "shop.onnx"
     exported = export_model(estimator, frame, path, name="shop", example_row=True)
-    return Exported(estimator, path, exported.version)
+    return ServedModel(estimator, path, exported.version)
 
 
-def export_regressor(directory: Path) -> Exported:
+def export_regressor(directory: Path) -> ServedModel:
     frame = shop_rows(120, seed=1)
     prepare = ColumnTransformer(
         [("categorical", OneHotEncoder(handle_unknown="ignore"), ["color"])],
@@ -73,4 +73,4 @@ def export_regressor(directory: Path) -> Exported:
     ).fit(frame, price(frame))
     path = directory / "price.onnx"
     exported = export_model(estimator, frame, path, name="price")
-    return Exported(estimator, path, exported.version)
+    return ServedModel(estimator, path, exported.version)

@@ -20,19 +20,22 @@ RESPONSE_SCHEMA = "PredictResponse"
 
 
 def encode(prediction: Prediction, batch: Batch, signature: Signature) -> Any:
-    answers = answers_of(prediction, signature)
+    probabilities = prediction.probabilities
+    if probabilities is not None:
+        keys = probability_keys(signature.classes)
+        answers = [
+            dict(zip(keys, row), target=label)
+            for row, label in zip(probabilities, prediction.labels)
+        ]
+    else:
+        answers = [{PREDICTION_KEY: value} for value in prediction.values]
     return answers[0] if batch.single else {PREDICTIONS_KEY: answers}
 
 
 def answers_of(prediction: Prediction, signature: Signature) -> list[dict[str, Any]]:
     """One answer object per row."""
-    if prediction.probabilities is not None:
-        keys = probability_keys(signature.classes)
-        return [
-            dict(zip(keys, row), target=label)
-            for row, label in zip(prediction.probabilities, prediction.labels)
-        ]
-    return [{PREDICTION_KEY: value} for value in prediction.values]
+    answers = encode(prediction, Batch([]), signature)
+    return answers[PREDICTIONS_KEY]
 
 
 @functools.lru_cache(maxsize=8)
