@@ -2,6 +2,11 @@
 real process: health, metadata, and inference with JSON tensors for iris, a classifier pipeline
 with a categorical column and a regressor; and what its binary defaults get."""
 
+import ast
+import os
+import re
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import numpy as np
@@ -13,9 +18,9 @@ from tritonclient.utils import InferenceServerException
 from function.decoders.v2 import JSON_TENSORS_ONLY
 from function.encoders.v2 import LABEL_OUTPUT, PREDICTION_OUTPUT, PROBABILITIES_OUTPUT
 from function.open_inference import SERVER_NAME
-from tests.helpers import serve, wait_until_ready
+from tests.helpers import ROOT, serve, wait_until_ready
 from tests.own_models import SHOP_FEATURES, shop_rows
-from tests.test_own_models import PROBABILITY_TOLERANCE, records
+from tests.test_own_models import PROBABILITY_TOLERANCE, own_model_section, records
 from tests.test_v2 import IRIS_ROWS
 from training.train import CLASS_NAMES, FEATURE_NAMES
 
@@ -169,3 +174,27 @@ def test_the_clients_binary_defaults_get_a_400_saying_how_to_ask_for_json(server
     assert raised.value.status() == "400"
     assert words in raised.value.message()
     assert JSON_TENSORS_ONLY in raised.value.message()
+
+
+def test_the_readme_s_tritonclient_snippet_prints_what_it_shows(tmp_path):
+    section = own_model_section()
+    fit, snippet = re.findall(r"```python\n(.*?)```", section, re.DOTALL)[:2]
+    (printed,) = re.findall(r"result = client.infer.*?```\n\n```text\n(.*?)```", section, re.DOTALL)
+    environment = {**os.environ, "PYTHONPATH": str(ROOT)}
+    subprocess.run([sys.executable, "-c", fit], cwd=tmp_path, env=environment, check=True, timeout=120)
+    subprocess.run(
+        [sys.executable, "-m", "training.export", "--estimator", "churn.joblib", "--sample", "sample.csv",
+         "--out", "churn.onnx", "--name", "churn"],
+        cwd=tmp_path, env=environment, check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+
+    with serve({"MODEL_URI": str(tmp_path / "churn.onnx")}, tmp_path / "server.log") as server:
+        snippet = snippet.replace("localhost:5000", server.url.removeprefix("http://"))
+        output = subprocess.run(
+            [sys.executable, "-c", snippet], capture_output=True, text=True, check=True, timeout=60
+        ).stdout
+
+    got = [ast.literal_eval(line) for line in output.splitlines()]
+    shown = [ast.literal_eval(line) for line in printed.splitlines()]
+    assert got[0] == shown[0]
+    np.testing.assert_allclose(got[1], shown[1], rtol=0, atol=1e-6)

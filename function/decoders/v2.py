@@ -17,7 +17,7 @@ from typing import Any
 
 from function.decoders.seed import feature_schema
 from function.encoders.v2 import Context, output_names
-from function.errors import BadRequest, PayloadTooLarge, ServiceError, quoted, quoted_names
+from function.errors import BadRequest, PayloadTooLarge, ServiceError, cut, quoted, quoted_names
 from function.schema import describe
 from function.signature import FLOAT32, NUMBER, Batch, Feature, Signature
 
@@ -191,7 +191,7 @@ def _rows_count(tensors: dict[str, dict], max_rows: int) -> int:
         shown = ", ".join(f"{quoted(name)}: {count}" for name, count in counts.items())
         raise BadRequest(
             f"expected every input tensor to have the same number of rows (first dimension of "
-            f"its shape), got {shown[:240]}"
+            f"its shape), got {cut(shown, 240)}"
         )
     (count,) = found
     if count == 0:
