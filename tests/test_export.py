@@ -322,6 +322,19 @@ def test_float32_timestamps_that_lose_the_signal_fail_the_parity_check(tmp_path)
         export_model(model, frame, tmp_path / "late.onnx", name="late")
 
     assert "scikit-learn" in str(refused.value) and "onnxruntime" in str(refused.value)
+    assert "np.float64" not in str(refused.value)  # the numbers as a reader writes them
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_classifier_that_answers_nan_fails_the_parity_check(tmp_path):
+    # scikit-learn answers NaN too, so only a check that counts NaN as a gap refuses it.
+    frame = _shop()[["size", "weight"]]
+    model = LogisticRegression().fit(frame, _bought(_shop()))
+    model.coef_[:] = np.nan
+
+    with pytest.raises(ParityError, match=r"disagree on 80 of 80 sample rows.*nan"):
+        export_model(model, frame, tmp_path / "nan.onnx", name="nan")
+
     assert list(tmp_path.iterdir()) == []
 
 

@@ -694,9 +694,13 @@ def _classifier_parity(
     )
     tied = (top_two[:, 1] - top_two[:, 0]) <= PROBABILITY_TOLERANCE
     wrong_label = np.array([a != b for a, b in zip(labels, expected_labels, strict=True)]) & ~tied
-    bad = wrong_label | (gaps > PROBABILITY_TOLERANCE)
+    bad = wrong_label | ~(gaps <= PROBABILITY_TOLERANCE)  # NaN counts as a disagreement
     if bad.any():
-        worst = int(np.flatnonzero(wrong_label)[0]) if wrong_label.any() else int(gaps.argmax())
+        worst = (
+            int(np.flatnonzero(wrong_label)[0])
+            if wrong_label.any()
+            else int(np.nan_to_num(gaps, nan=np.inf).argmax())
+        )
         raise ParityError(
             f"onnxruntime and scikit-learn disagree on {int(bad.sum())} of {len(frame)} sample rows "
             f"(expected probabilities within {PROBABILITY_TOLERANCE:g} and the same label); worst, row "
@@ -733,7 +737,7 @@ def _regressor_parity(
             f"onnxruntime and scikit-learn disagree on {int(bad.sum())} "
             f"of {len(frame)} sample rows (expected predictions within {RELATIVE_TOLERANCE:g} x "
             f"max(1, |prediction|)); worst, row {worst} {_row(frame, worst)}: scikit-learn "
-            f"{expected[worst]!r}, onnxruntime {served[worst]!r}; nothing written"
+            f"{float(expected[worst])!r}, onnxruntime {float(served[worst])!r}; nothing written"
         )
     return Parity(rows=len(frame), gap=float(relative.max()))
 
