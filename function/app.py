@@ -144,7 +144,7 @@ class Service:
                 scope["path_params"] = params
             return await route.endpoint(request)
         except ServiceError as error:
-            return _json({"error": error.message}, error.status, error.headers)
+            return _json({"error": error.message}, error.status, self._error_headers(error.headers))
         except ClientDisconnect:
             # Nobody is left to answer; not the server's fault, so no traceback.
             log(
@@ -154,7 +154,7 @@ class Service:
                 project=self.settings.project,
                 trace_header=request.headers.get(TRACE_HEADER),
             )
-            return _json({"error": "client disconnected"}, 400)
+            return _json({"error": "client disconnected"}, 400, self._error_headers())
         except Exception as error:  # the server's own fault: say so, keep serving
             log(
                 "ERROR",
@@ -163,7 +163,17 @@ class Service:
                 trace_header=request.headers.get(TRACE_HEADER),
                 traceback=traceback.format_exc(),
             )
-            return _json({"error": "internal error; see the service's logs"}, 500)
+            return _json(
+                {"error": "internal error; see the service's logs"}, 500, self._error_headers()
+            )
+
+    def _error_headers(self, headers: dict[str, str] | None = None) -> dict[str, str] | None:
+        """An error's headers, with the model's version once one is loaded: during a canary, a
+        refusal is traced to the arm that gave it."""
+        model = self.model.loaded
+        if model is None:
+            return headers
+        return {**(headers or {}), VERSION_HEADER: model.version}
 
     def prediction_endpoint(
         self,

@@ -41,6 +41,34 @@ def test_answer_carries_the_model_version(client):
     assert len(metadata["version"]) == 16
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "body", "headers", "status"),
+    [
+        ("POST", "/predict", b"{not json", JSON, 400),
+        ("POST", "/predict", json.dumps({**SEED_REQUEST, "sepal_length": "long"}).encode(), JSON, 400),
+        ("POST", "/predict", json.dumps({"instances": [[1e308] * 4]}).encode(), JSON, 422),
+        ("POST", "/predict", json.dumps(SEED_REQUEST).encode(), {"Content-Type": "text/plain"}, 415),
+        ("GET", "/predict", None, {}, 405),
+        ("GET", "/nowhere", None, {}, 404),
+    ],
+)
+def test_an_error_answer_carries_the_version_of_the_loaded_model(client, method, path, body, headers, status):
+    version = client.get("/").headers[VERSION_HEADER]
+
+    response = client.request(method, path, content=body, headers=headers)
+
+    assert response.status_code == status, response.text
+    assert response.headers[VERSION_HEADER] == version
+
+
+def test_an_error_before_any_model_is_loaded_carries_no_version(make_client, tmp_path):
+    client = make_client(MODEL_URI=str(tmp_path / "absent.onnx"))
+
+    for response in (post(client, b"{not json"), post(client, SEED_REQUEST)):
+        assert response.status_code in (400, 503)
+        assert VERSION_HEADER not in response.headers
+
+
 def test_metadata_describes_the_model(client, trained):
     response = client.get("/")
 
