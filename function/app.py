@@ -14,7 +14,7 @@ import math
 import random
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from types import ModuleType
 from typing import Any
 
@@ -186,6 +186,10 @@ class Service:
         the model, then `encoder.encode(prediction, batch, signature)`. `json_content_type`:
         refuse a body not declared as JSON (some clients of other dialects declare none)."""
 
+        encode = encoder.encode
+        max_rows = self.settings.max_batch_rows
+        rate = self.settings.prediction_log_rate
+
         async def endpoint(request: Request) -> Response:
             payload = await self._read_json(request, require_content_type=json_content_type)
             # Inline rather than `await self.model_for()`: a coroutine less on the hot path.
@@ -194,7 +198,7 @@ class Service:
             params = request.scope.get("path_params")
             if params:
                 _check_path(params, signature)
-            batch = decode(payload, signature, self.settings.max_batch_rows)
+            batch = decode(payload, signature, max_rows)
             if len(batch.rows) == 1:
                 # One row waits for the others arriving with it, to go through the model with
                 # them; a batch goes through as it is.
@@ -202,11 +206,10 @@ class Service:
                 prediction = model.prediction([output], batch, math.isfinite(sum(output)))
             else:
                 prediction = model.predict(batch)
-            body = encoder.encode(prediction, batch, signature)
-            rate = self.settings.prediction_log_rate
+            body = encode(prediction, batch, signature)
             if rate and random.random() < rate:
                 self._log_prediction(request, signature, batch, prediction)
-            return _JSONResponse(orjson.dumps(body), 200, _version_header(signature.version))
+            return _JSONResponse(orjson.dumps(body), 200, None, _version_header(signature.version))
 
         return endpoint
 
@@ -256,7 +259,7 @@ class Service:
         if cached is None or cached[0] is not model:
             document = openapi.document(model.signature, self.router.routes, self.settings)
             cached = self._openapi = (model, orjson.dumps(document))
-        return _JSONResponse(cached[1], 200, _version_header(model.version))
+        return _JSONResponse(cached[1], 200, {VERSION_HEADER: model.version})
 
     async def _docs_page(self, request: Request) -> Response:
         return _RawResponse(
@@ -581,25 +584,29 @@ class _JSONResponse(Response):
 
     media_type = JSON_MEDIA_TYPE
 
-    def __init__(self, body: bytes, status: int, raw_headers: Iterable[tuple[bytes, bytes]] = ()):
+    def __init__(
+        self,
+        body: bytes,
+        status: int,
+        headers: dict[str, str] | None,
+        raw: tuple[tuple[bytes, bytes], ...] = (),
+    ):
         self.status_code = status
         self.background = None
         self.body = body
         self.raw_headers = [
             (b"content-length", str(len(body)).encode()),
             (b"content-type", b"application/json"),
-            *raw_headers,
+            *((name.lower().encode(), value.encode()) for name, value in (headers or {}).items()),
+            *raw,
         ]
-
-
-def _raw_headers(headers: dict[str, str] | None) -> list[tuple[bytes, bytes]]:
-    return [(name.lower().encode(), value.encode()) for name, value in (headers or {}).items()]
 
 
 @functools.lru_cache(maxsize=4)
 def _version_header(version: str) -> tuple[tuple[bytes, bytes], ...]:
-    return tuple(_raw_headers({VERSION_HEADER: version}))
+    """The model version header, encoded once per model rather than once per answer."""
+    return ((VERSION_HEADER.lower().encode(), version.encode()),)
 
 
 def _json(body: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return _JSONResponse(orjson.dumps(body), status, _raw_headers(headers))
+    return _JSONResponse(orjson.dumps(body), status, headers)

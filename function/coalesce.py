@@ -1,11 +1,12 @@
 """Single rows that arrive together go through the model together.
 
 While the event loop is busy with one request, others arrive on other connections. Each request
-of one row adds its row here and waits; the first one schedules a flush with `loop.call_soon`,
-which runs after every request already in the loop's queue has added its own. The rows then go
-to the model as one batch (one `session.run` instead of one per request) and each request gets
-its own row of the output. No timer: a request never waits for one that has not arrived, so a
-quiet service answers as soon as it would alone, and a busy one batches whatever is waiting.
+of one row adds its row here and waits; the first one schedules a flush with `loop.call_soon`, to
+run one turn of the loop later: after every request already in the loop's queue, and those read
+from the sockets in the next poll, have added their own. The rows then go to the model as one
+batch (one `session.run` instead of one per request) and each request gets its own row of the
+output. No timer: a quiet service answers one loop turn later than alone (microseconds), a busy
+one batches whatever is waiting.
 """
 
 import asyncio
@@ -36,7 +37,10 @@ class Coalescer:
         waiting = self._waiting.get(loop)
         if waiting is None:
             waiting = self._waiting[loop] = []
-            loop.call_soon(self._flush, loop)
+            # A call_soon that schedules the flush: it runs in the turn after the next, when the
+            # next poll's requests have joined. Flushing in the next turn left collections of a
+            # few rows under steady load, and cost about 5 us more CPU a request.
+            loop.call_soon(loop.call_soon, self._flush, loop)
         future = loop.create_future()
         waiting.append((row, future))
         return future
