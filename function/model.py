@@ -159,6 +159,11 @@ class Model:
         else:
             feeds = self._column_feeds(rows)
         output = self.session.run([self.output_name], feeds, self.run_options)[0]
+        if self._class_names is not None:
+            # A float32 forest's sum of tree votes lands a rounding step outside [0, 1]
+            # (1.0000001, and -1.2e-7 for its complement), which no probability can be. NaN
+            # stays NaN, for the finite check to refuse.
+            output.clip(0.0, 1.0, out=output)
         # A regressor's graph may give [N] rather than [N, 1].
         return output.reshape(-1, 1) if output.ndim == 1 else output
 
