@@ -292,12 +292,15 @@ def _trial(model: Model, uri: str) -> Prediction:
             f"{list(output.shape)}",
             kind=INVALID_MODEL,
         )
-    try:
-        return model.predict(Batch([row], single=True))
-    except UnprocessableEntity as error:  # the graph gives no finite answer to the example
+    if not math.isfinite(output.sum()):
+        # Served, such a model would answer every request with a 422 that blames its rows.
         raise ModelUnavailable(
-            f"cannot load model {uri}: {error.message}", kind=INVALID_MODEL
-        ) from None
+            f"cannot load model {uri}: expected finite numbers from the model on the example row "
+            f"{cut(str(signature.example))}, got {cut(str(output.tolist()[0]))}: the model is "
+            "broken (are its fitted parameters NaN or infinite?)",
+            kind=INVALID_MODEL,
+        )
+    return model.predict(Batch([row], single=True))
 
 
 def _inputs(
