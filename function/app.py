@@ -486,7 +486,7 @@ _METADATA_SCHEMA = {
                 "properties": {
                     "name": {"type": "string"},
                     "type": {"type": "string", "enum": ["number", "string"]},
-                    "categories": {"type": "array", "items": {"type": "string"}},
+                    "categories": {"type": "array", "items": {"type": ["string", "number"]}},
                 },
                 "required": ["name", "type"],
             },

@@ -718,3 +718,22 @@ def test_cli_warns_about_another_scikit_learn_in_a_skops_file_too(tmp_path, caps
     assert code == 0, printed.err
     assert f"fitted with scikit-learn {older} (" in printed.err
     assert f"loaded here with {sklearn.__version__}" in printed.err
+
+
+def test_a_whole_number_column_one_hot_encoded_keeps_its_codes_as_categories(tmp_path):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"zone": rng.choice([3, 1, 2], 90), "area": rng.normal(80.0, 20.0, 90)})
+    prepare = ColumnTransformer(
+        [("onehot", OneHotEncoder(handle_unknown="error"), ["zone"]), ("numeric", StandardScaler(), ["area"])]
+    )
+    model = Pipeline([("prepare", prepare), ("model", RandomForestClassifier(n_estimators=5, random_state=0))])
+    model.fit(frame, np.where(frame["zone"] == 3, "yes", "no"))
+
+    exported = export_model(model, frame, tmp_path / "zones.onnx", name="zones")
+
+    assert json.loads(_props(tmp_path / "zones.onnx")["features"]) == [
+        {"name": "zone", "type": "number", "categories": [1, 2, 3]},
+        {"name": "area", "type": "number"},
+    ]
+    assert [f.categories for f in exported.features] == [(1, 2, 3), None]
+

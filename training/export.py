@@ -90,7 +90,8 @@ class ParityError(ExportError):
 class Feature:
     name: str
     type: str  # NUMBER or STRING
-    categories: tuple[str, ...] | None = None
+    # What an encoder learned for the column: strings, or numbers for codes such as zones.
+    categories: tuple[str, ...] | tuple[int | float, ...] | None = None
 
     def describe(self) -> dict[str, Any]:
         described: dict[str, Any] = {"name": self.name, "type": self.type}
@@ -288,8 +289,19 @@ def describe_features(estimator: Any, frame: pd.DataFrame) -> tuple[Feature, ...
             categories = [c for c in known.get(name, ()) if isinstance(c, str)]
             features.append(Feature(name, STRING, tuple(categories) if categories else None))
         else:
-            features.append(Feature(name, NUMBER))
+            features.append(Feature(name, NUMBER, _numeric_categories(known.get(name, ()))))
     return tuple(features)
+
+
+def _numeric_categories(found: Sequence[Any]) -> tuple[int | float, ...] | None:
+    """An encoder's numeric categories, whole numbers as integers (`[1, 2, 3]` in the file),
+    without NaN (an encoder's category for missing values, which JSON cannot carry); None when
+    it learned none, or not only numbers."""
+    numbers = [c for c in found if isinstance(c, (int, float)) and not isinstance(c, bool)]
+    if len(numbers) != len(found):
+        return None
+    finite = [c for c in numbers if math.isfinite(c)]
+    return tuple(int(c) if float(c).is_integer() else float(c) for c in finite) or None
 
 
 def _known_categories(estimator: Any, columns: Sequence[str]) -> dict[str, list]:
