@@ -737,3 +737,14 @@ def test_a_whole_number_column_one_hot_encoded_keeps_its_codes_as_categories(tmp
     ]
     assert [f.categories for f in exported.features] == [(1, 2, 3), None]
 
+
+def test_a_file_the_service_would_refuse_is_not_written(tmp_path):
+    # scikit-learn and onnxruntime take a column named "instances"; the service reads that key
+    # as a batch of rows, and refuses such a model when it loads.
+    frame = pd.DataFrame({"instances": np.arange(40.0), "size": np.arange(40.0) % 7})
+    model = LinearRegression().fit(frame, frame["instances"] * 2 + frame["size"])
+
+    with pytest.raises(ExportError, match=r"^the service cannot load the converted file: expected feature names other than 'instances'.*; nothing written$"):
+        export_model(model, frame, tmp_path / "odd.onnx", name="odd")
+
+    assert list(tmp_path.iterdir()) == []

@@ -44,7 +44,15 @@ from sklearn.preprocessing import (
 )
 
 # The keys the service reads. The first five predate this module and are shared with it.
-from function.model import CLASSES_KEY, FEATURES_KEY, SCORES_KEY, SKLEARN_VERSION_KEY, VERSION_KEY
+from function.errors import ModelUnavailable
+from function.model import (
+    CLASSES_KEY,
+    FEATURES_KEY,
+    SCORES_KEY,
+    SKLEARN_VERSION_KEY,
+    VERSION_KEY,
+    model_from_bytes,
+)
 
 NAME_KEY = "model_name"
 TASK_KEY = "task"
@@ -588,6 +596,7 @@ def build(
     onnx.helper.set_model_props(proto, {**metadata, VERSION_KEY: version})
     data = proto.SerializeToString()
     parity = check_parity(data, estimator, frame)
+    check_the_service_loads(data, name)
     return Exported(data=data, version=version, task=task, features=features, parity=parity)
 
 
@@ -630,6 +639,19 @@ def write_file(path: Path, data: bytes) -> None:
         partial.replace(path)  # never leave a half-written model where the service looks
     finally:
         partial.unlink(missing_ok=True)
+
+
+def check_the_service_loads(data: bytes, name: str) -> None:
+    """The service's own load of the file, its trial run included: a file the service would
+    refuse forever is never written."""
+    uri = f"{name}.onnx"
+    try:
+        model_from_bytes(data, uri)
+    except ModelUnavailable as error:
+        detail = error.detail.removeprefix(f"cannot load model {uri}: ")
+        raise ExportError(
+            f"the service cannot load the converted file: {detail}; nothing written"
+        ) from error
 
 
 def check_parity(data: bytes, estimator: Any, frame: pd.DataFrame) -> Parity:
