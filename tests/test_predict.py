@@ -3,6 +3,9 @@
 import asyncio
 import json
 import math
+import os
+import subprocess
+import sys
 
 import functions_framework
 import pytest
@@ -415,3 +418,26 @@ def test_every_other_error_is_json(client, method, path):
     if response.status_code >= 400:
         assert response.headers["content-type"] == "application/json"
         assert "error" in response.json()
+
+
+# The serving image installs requirements.txt only: neither of these is in it.
+TRAINING_ONLY_MODULES = ("pandas", "sklearn")
+
+
+def test_serving_imports_nothing_of_the_training_side(model_file):
+    # A fresh interpreter: this one has imported the training side already.
+    program = f"""
+import json, sys
+import functions_framework
+from starlette.testclient import TestClient
+import main
+app = functions_framework.create_app(target="predict", source={str(ROOT / "main.py")!r})
+answer = TestClient(app).post("/predict", json={SEED_REQUEST!r})
+print(json.dumps([answer.status_code, sorted(m for m in {TRAINING_ONLY_MODULES!r} if m in sys.modules)]))
+"""
+    env = {"PATH": os.environ["PATH"], "MODEL_URI": str(model_file)}
+
+    done = subprocess.run([sys.executable, "-c", program], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == [200, []]
