@@ -19,12 +19,11 @@ from starlette.requests import Request
 
 ROOT = Path(__file__).resolve().parent.parent
 BODY = b'{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}'
-HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())]
 
 
 def request(body: bytes = BODY, path: str = "/inference/") -> Request:
     """A POST of `body` as JSON, as Starlette hands it to the function."""
-    headers = HEADERS if body is BODY else [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
 
     async def receive():
         return {"type": "http.request", "body": body, "more_body": False}

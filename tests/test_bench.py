@@ -17,6 +17,7 @@ def test_quick_bench_writes_figures_table_and_chart(tmp_path):
     assert list(report["connections"]) == [str(c) for c in CONNECTIONS]
     for at in report["connections"].values():
         assert at["ratio"]["min"] <= at["ratio"]["median"] <= at["ratio"]["max"]
+        assert at["cpu_ratio"]["median"] > 0
         for side in ("service", "ceiling"):
             assert at[side]["rps"]["median"] > 0
             assert 0 < at[side]["p50_ms"]["median"] <= at[side]["p99_ms"]["median"]
@@ -34,6 +35,7 @@ def test_quick_bench_writes_figures_table_and_chart(tmp_path):
     assert "Quick mode" in page and report["machine"]["cpu"] in page
     assert "| single-row seed requests | 16 connections | 64 connections |" in page
     assert "| service / ceiling, per round |" in page
+    assert "| server CPU per request, service / ceiling (µs) |" in page
     assert "| target | measured | met |" in page
     assert "| random forest (100 trees) |" in page
     assert "Batched against alone: 4,000 random rows" in page

@@ -84,7 +84,9 @@ def shop_without_categories(tmp_path, shop_classifier):
     return path
 
 
-def test_a_row_the_graph_refuses_fails_alone_and_its_neighbours_are_answered(shop_without_categories):
+def test_a_row_the_graph_refuses_fails_alone_and_its_neighbours_are_answered(
+    shop_without_categories,
+):
     service = served(str(shop_without_categories))
     rows = records(shop_rows(6, seed=11))
     rows[2]["color"] = "purple"
