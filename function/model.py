@@ -129,11 +129,15 @@ class Model:
         """The answer to every row of `batch`; UnprocessableEntity, naming the first row, when
         the graph's answer for it is not finite."""
         output = self.run(batch.rows)
-        answers = output.tolist()
-        # NaN and infinity propagate through a sum, so one sum checks the whole answer: in
-        # Python for one row (a third of numpy's cost there), in numpy for a batch.
-        finite = math.isfinite(sum(answers[0]) if len(answers) == 1 else output.sum())
-        return self.prediction(answers, batch, finite)
+        if len(output) == 1:
+            # NaN and infinity propagate through a sum, so one sum checks the whole answer: in
+            # Python for one row (a third of numpy's cost there), in numpy for a batch.
+            answers = output.tolist()
+            return self.prediction(answers, batch, math.isfinite(sum(answers[0])))
+        finite = math.isfinite(output.sum())
+        if finite and self._class_names is not None:
+            output.clip(0.0, 1.0, out=output)  # as `prediction` does for one row
+        return self.prediction(output.tolist(), batch, finite)
 
     def prediction(self, answers: list[list[float]], batch: Batch, finite: bool) -> Prediction:
         """The `Prediction` of `batch` from the graph's rows of output (`run(...).tolist()`);
@@ -143,6 +147,15 @@ class Model:
             _refuse_non_finite(answers, batch, self.signature.task)
         classes = self._class_names
         if classes is not None:
+            if len(answers) == 1:
+                row = answers[0]
+                top = max(row)
+                # A float32 forest's sum of tree votes lands a rounding step outside [0, 1]
+                # (1.0000001, and -1.2e-7 for its complement), which no probability can be.
+                # Checked after the finite check, so that no infinity passes as a 1.
+                if top > 1.0 or min(row) < 0.0:
+                    answers = [[min(max(p, 0.0), 1.0) for p in row]]
+                return Prediction([classes[row.index(top)]], answers, None, self._output_dtype)
             labels = [classes[row.index(max(row))] for row in answers]
             return Prediction(labels, answers, None, self._output_dtype)
         return Prediction(None, None, [row[0] for row in answers], self._output_dtype)
@@ -159,11 +172,6 @@ class Model:
         else:
             feeds = self._column_feeds(rows)
         output = self.session.run([self.output_name], feeds, self.run_options)[0]
-        if self._class_names is not None:
-            # A float32 forest's sum of tree votes lands a rounding step outside [0, 1]
-            # (1.0000001, and -1.2e-7 for its complement), which no probability can be. NaN
-            # stays NaN, for the finite check to refuse.
-            output.clip(0.0, 1.0, out=output)
         # A regressor's graph may give [N] rather than [N, 1].
         return output.reshape(-1, 1) if output.ndim == 1 else output
 
