@@ -2,10 +2,10 @@
 
 While the event loop is busy with one request, others arrive on other connections. Each request
 of one row adds its row here and waits; the first one schedules a flush with `loop.call_soon`, to
-run one turn of the loop later: after every request already in the loop's queue, and those read
-from the sockets in the next poll, have added their own. The rows then go to the model as one
+run in the loop's turn after next: once every request already in the loop's queue, and those read
+from the sockets in the next turn, have added their own. The rows then go to the model as one
 batch (one `session.run` instead of one per request) and each request gets its own row of the
-output. No timer: a quiet service answers one loop turn later than alone (microseconds), a busy
+output. No timer: a quiet service answers two loop turns later than alone (microseconds), a busy
 one batches whatever is waiting.
 """
 

@@ -119,3 +119,56 @@ def test_a_request_cancelled_while_waiting_leaves_the_others_their_answers(model
     assert isinstance(got[1], asyncio.CancelledError)
     assert [response.status_code for i, response in enumerate(got) if i != 1] == [200] * 3
     assert service.coalescer(service.model.loaded).sizes[4] == 1
+
+
+def test_the_heap_is_frozen_and_young_collections_spaced_once_the_model_loads(model_file):
+    import gc
+
+    from function.app import GC_YOUNGEST_THRESHOLD
+
+    served(str(model_file))
+
+    assert gc.get_freeze_count() > 0
+    assert gc.get_threshold()[0] == GC_YOUNGEST_THRESHOLD
+
+
+@pytest.mark.parametrize(
+    ("change", "plain"),
+    [
+        ({}, True),
+        ({"petal_width": 2}, False),  # an integer: the full check takes it
+        ({"petal_width": True}, False),
+        ({"petal_width": None}, False),
+        ({"petal_width": "0.2"}, False),
+        ({"petal_width": 1e309}, False),  # infinity, as JSON's 1e309 parses
+        ({"extra": 1.0}, False),
+    ],
+)
+def test_only_a_plainly_valid_row_takes_the_lean_check(model_file, change, plain):
+    from function.model import load_model
+
+    signature = load_model(str(model_file), 10).signature
+    row = {**iris_corpus(1)[0], **change}
+
+    assert (signature.plain_row(row) is not None) is plain
+
+
+def test_the_lean_check_of_strings_takes_only_known_categories(shop_classifier):
+    from function.model import load_model
+
+    signature = load_model(str(shop_classifier.path), 10).signature
+    row = records(shop_rows(1, seed=2))[0]
+
+    assert signature.plain_row(row) == [row[name] for name in signature.feature_names]
+    assert signature.plain_row({**row, "color": "purple"}) is None
+    assert signature.plain_row({**row, "size": 1e39}) is None  # past float32: the full check says so
+
+
+def test_a_missing_feature_misses_the_lean_check(model_file):
+    from function.model import load_model
+
+    signature = load_model(str(model_file), 10).signature
+    row = iris_corpus(1)[0]
+    del row["sepal_length"]
+
+    assert signature.plain_row(row) is None
