@@ -52,6 +52,10 @@ def _latency(side: dict) -> str:
     return f"{side['p50_ms']['median']:.2f} / {_spread(side['p99_ms'], '{:.2f}')}"
 
 
+def _cpu(at: dict) -> str:
+    return f"{at['service']['cpu_us']['median']:.1f} / {at['ceiling']['cpu_us']['median']:.1f}"
+
+
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
@@ -76,6 +80,8 @@ def markdown(figures: dict) -> str:
         _row("service req/s", *(_spread(at[c]["service"]["rps"]) for c in at)),
         _row("ceiling (bare function) req/s", *(_spread(at[c]["ceiling"]["rps"]) for c in at)),
         _row("service / ceiling, per round", *(_spread(at[c]["ratio"], "{:.2f}") for c in at)),
+        _row("server CPU per request, service / ceiling (µs)", *(_cpu(at[c]) for c in at)),
+        _row("ceiling's CPU / service's CPU a request, per round", *(_spread(at[c]["cpu_ratio"], "{:.2f}") for c in at)),
         _row("service p50 / p99 (ms)", *(_latency(at[c]["service"]) for c in at)),
         _row("ceiling p50 / p99 (ms)", *(_latency(at[c]["ceiling"]) for c in at)),
         "",
@@ -124,10 +130,28 @@ def markdown(figures: dict) -> str:
             _spread(model["onnxruntime_batch_ms"], "{:.3f}"),
         ))
     rps = at["16"]["service"]["rps"]["median"]
+    agree = {key: model["batched_against_alone"] for key, model in figures["models"].items()}
+    first = next(iter(agree.values()))
     lines += [
+        "",
+        f"Batched against alone: {first['rows']:,} random rows within iris's range, sent to the "
+        f"service in process one request at a time, then {first['concurrent']} at a time (single "
+        "rows that wait together go through the model together, here up to "
+        f"{max(a['largest_batch'] for a in agree.values())} a run). "
+        + "; ".join(
+            f"{figures['models'][key]['name']}: {_count(a['rows_differing'], 'row')} answered "
+            f"differently, probabilities at most {a['max_ulp']} ulp apart ({a['max_abs']:.1e})"
+            for key, a in agree.items()
+        )
+        + ".",
         "",
         f"wrk counted {figures['socket_errors']:,} socket errors (connect, read, write, timeout) "
         "in all the runs.",
+        "",
+        "Server CPU per request is the user and system time of the server's processes (arbiter and "
+        "worker) over the requests it served in that load: other processes sharing its core slow "
+        "it down, which req/s counts against it, but do not add to its CPU time, so on a shared "
+        "machine the CPU ratio is the steadier of the two.",
         "",
         f"The {rf['name']} is trained on iris with a fixed seed and exported with skl2onnx as the "
         "service loads it (one float32 input, probabilities as a tensor); onnxruntime matches "

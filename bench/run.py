@@ -8,7 +8,10 @@ range beside them.
 """
 
 import argparse
+import asyncio
+import contextlib
 import functools
+import io
 import json
 import math
 import os
@@ -43,6 +46,9 @@ class Load:
     p99_ms: float
     requests: int
     socket_errors: int  # connect, read, write and timeout errors wrk counted
+    # CPU time the server's processes spent per request served (user + system, µs), when the
+    # server's pid was given: other processes on its core slow it but do not add to this.
+    cpu_us: float | None = None
 
 
 @dataclass
@@ -89,7 +95,7 @@ def server_command() -> list[str]:
     return json.loads(cmd)
 
 
-def wrk(url: str, body: str, *, seconds: float, connections: int, scratch: Path) -> Load:
+def wrk(url: str, body: str, *, seconds: float, connections: int, scratch: Path, pid: int | None = None) -> Load:
     script = scratch / f"post-{abs(hash(body))}.lua"
     script.write_text(
         'wrk.method = "POST"\n'
@@ -97,16 +103,32 @@ def wrk(url: str, body: str, *, seconds: float, connections: int, scratch: Path)
         'wrk.headers["Content-Type"] = "application/json"\n'
     )
     command = pinned(LOAD_CORE, ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url])
+    cpu_before = cpu_seconds(pid) if pid else None
     out = subprocess.run(command, capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
+    cpu_after = cpu_seconds(pid) if pid else None
     if re.search(r"Non-2xx or 3xx responses: (\d+)", out):
         raise RuntimeError(f"non-2xx answers under load from {url}:\n{out}")
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
     return Load(
         rps=float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
         p50_ms=_latency_ms(re.search(r"50%\s+([\d.]+\w+)", out).group(1)),
         p99_ms=_latency_ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1)),
-        requests=int(re.search(r"(\d+) requests in", out).group(1)),
+        requests=requests,
         socket_errors=sum(int(n) for n in re.findall(r"\d+", _line(r"Socket errors: .*", out))),
+        cpu_us=(cpu_after - cpu_before) / requests * 1e6 if pid and requests else None,
     )
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process and its children (the arbiter and its worker)."""
+    ticks = 0
+    for each in [pid, *_children(pid)]:
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _line(pattern: str, text: str) -> str:
@@ -201,11 +223,20 @@ def summary(values: list[float]) -> dict:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
+def batched_against_alone(models: dict) -> dict:
+    """bench.agreement on each model, in this process; the service's log lines kept out of the report."""
+    from bench.agreement import agreement
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        return {key: asyncio.run(agreement(str(model.path))) for key, model in models.items()}
+
+
 def measure(plan: Plan, scratch: Path) -> dict:
     from bench.models import batch_rows, logistic_regression, onnxruntime_alone, random_forest
 
     started = machine()
     models = {"lr": logistic_regression(scratch), "rf": random_forest(scratch)}
+    agreement = batched_against_alone(models)
     rows = batch_rows(BATCH_ROWS)
     alone = {k: onnxruntime_alone(m, rows, core=SERVER_CORE, seconds=plan.seconds / 2) for k, m in models.items()}
     batch_body = json.dumps({"instances": rows})
@@ -235,9 +266,9 @@ def measure(plan: Plan, scratch: Path) -> dict:
                 for _ in range(plan.rounds):
                     each = {}
                     for c in CONNECTIONS:
-                        each[f"service_{c}"] = load(service_url, SEED_BODY, connections=c)
-                        each[f"ceiling_{c}"] = load(ceiling_url, SEED_BODY, connections=c)
-                    each["forest_16"] = load(forest_url, SEED_BODY, connections=16)
+                        each[f"service_{c}"] = load(service_url, SEED_BODY, connections=c, pid=service.pid)
+                        each[f"ceiling_{c}"] = load(ceiling_url, SEED_BODY, connections=c, pid=ceiling.pid)
+                    each["forest_16"] = load(forest_url, SEED_BODY, connections=16, pid=forest.pid)
                     rounds.append(each)
                 served_requests = sum(r[f"service_{c}"].requests for r in rounds for c in CONNECTIONS)
                 if served_requests < plan.min_requests:
@@ -264,8 +295,9 @@ def measure(plan: Plan, scratch: Path) -> dict:
         ceiling_runs = [r[f"ceiling_{c}"] for r in rounds]
         by_connections[str(c)] = {
             "ratio": summary([s.rps / ce.rps for s, ce in zip(service_runs, ceiling_runs)]),
+            "cpu_ratio": summary([ce.cpu_us / s.cpu_us for s, ce in zip(service_runs, ceiling_runs)]),
             **{
-                side: {m: summary([getattr(run, m) for run in runs]) for m in ("rps", "p50_ms", "p99_ms")}
+                side: {m: summary([getattr(run, m) for run in runs]) for m in ("rps", "p50_ms", "p99_ms", "cpu_us")}
                 for side, runs in (("service", service_runs), ("ceiling", ceiling_runs))
             },
         }
@@ -289,6 +321,7 @@ def measure(plan: Plan, scratch: Path) -> dict:
                 "service_batch_ms": summary([b[key].p50_ms for b in batches]),
                 "onnxruntime_single_us": summary(alone[key]["single_us"]),
                 "onnxruntime_batch_ms": summary(alone[key]["batch_ms"]),
+                "batched_against_alone": agreement[key],
             }
             for key, model in models.items()
         },

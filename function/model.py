@@ -128,35 +128,52 @@ class Model:
     def predict(self, batch: Batch) -> Prediction:
         """The answer to every row of `batch`; UnprocessableEntity, naming the first row, when
         the graph's answer for it is not finite."""
-        rows = batch.rows
+        output = self.run(batch.rows)
+        if len(output) == 1:
+            # NaN and infinity propagate through a sum, so one sum checks the whole answer: in
+            # Python for one row (a third of numpy's cost there), in numpy for a batch.
+            answers = output.tolist()
+            return self.prediction(answers, batch, math.isfinite(sum(answers[0])))
+        finite = math.isfinite(output.sum())
+        if finite and self._class_names is not None:
+            output.clip(0.0, 1.0, out=output)  # as `prediction` does for one row
+        return self.prediction(output.tolist(), batch, finite)
+
+    def prediction(self, answers: list[list[float]], batch: Batch, finite: bool) -> Prediction:
+        """The `Prediction` of `batch` from the graph's rows of output (`run(...).tolist()`);
+        `finite`: whether the caller found every number finite, else the first row that is not
+        is refused."""
+        if not finite:
+            _refuse_non_finite(answers, batch, self.signature.task)
+        classes = self._class_names
+        if classes is not None:
+            if len(answers) == 1:
+                row = answers[0]
+                top = max(row)
+                # A float32 forest's sum of tree votes lands a rounding step outside [0, 1]
+                # (1.0000001, and -1.2e-7 for its complement), which no probability can be.
+                # Checked after the finite check, so that no infinity passes as a 1.
+                if top > 1.0 or min(row) < 0.0:
+                    answers = [[min(max(p, 0.0), 1.0) for p in row]]
+                return Prediction([classes[row.index(top)]], answers, None, self._output_dtype)
+            labels = [classes[row.index(max(row))] for row in answers]
+            return Prediction(labels, answers, None, self._output_dtype)
+        return Prediction(None, None, [row[0] for row in answers], self._output_dtype)
+
+    def predict_proba(self, rows: list[list[float]]) -> Any:
+        """A classifier's probabilities (a numpy array) for rows of values in feature order."""
+        return self.run(rows)
+
+    def run(self, rows: list[list[Any]]) -> Any:
+        """The graph's output for rows of values in feature order: a numpy array of one row per
+        row. Each model input is stacked from its column of the rows."""
         if self.matrix_input is not None:
             feeds = {self.matrix_input: self.array(rows, dtype=self.input_dtype)}
         else:
             feeds = self._column_feeds(rows)
         output = self.session.run([self.output_name], feeds, self.run_options)[0]
-        if output.ndim == 1:  # a regressor's graph may give [N] rather than [N, 1]
-            output = output.reshape(-1, 1)
-        answers = output.tolist()
-        # NaN and infinity propagate through a sum, so one sum checks the whole answer: in
-        # Python for one row (a third of numpy's cost there), in numpy for a batch.
-        if not math.isfinite(sum(answers[0]) if len(answers) == 1 else output.sum()):
-            _refuse_non_finite(answers, batch, self.signature.task)
-        classes = self._class_names
-        if classes is not None:
-            labels = [classes[row.index(max(row))] for row in answers]
-            return Prediction(labels, answers, None, self._output_dtype)
-        return Prediction(None, None, output.ravel().tolist(), self._output_dtype)
-
-    def predict_proba(self, rows: list[list[float]]) -> Any:
-        """A classifier's probabilities (a numpy array) for rows of values in feature order."""
-        return self._run(rows)
-
-    def _run(self, rows: list[list[Any]]) -> Any:
-        if self.matrix_input is not None:
-            feeds = {self.matrix_input: self.array(rows, dtype=self.input_dtype)}
-        else:
-            feeds = self._column_feeds(rows)
-        return self.session.run([self.output_name], feeds, self.run_options)[0]
+        # A regressor's graph may give [N] rather than [N, 1].
+        return output.reshape(-1, 1) if output.ndim == 1 else output
 
     def _column_feeds(self, rows: list[list[Any]]) -> dict[str, Any]:
         return {
@@ -262,7 +279,7 @@ def _trial(model: Model, uri: str) -> Prediction:
     signature = model.signature
     row = signature.example_row()
     try:
-        output = model._run([row])
+        output = model.run([row])
     except Exception as error:
         raise ModelUnavailable(
             f"cannot load model {uri}: the model fails on the example row "
@@ -283,12 +300,15 @@ def _trial(model: Model, uri: str) -> Prediction:
             f"{list(output.shape)}",
             kind=INVALID_MODEL,
         )
-    try:
-        return model.predict(Batch([row], single=True))
-    except UnprocessableEntity as error:  # the graph gives no finite answer to the example
+    if not math.isfinite(output.sum()):
+        # Served, such a model would answer every request with a 422 that blames its rows.
         raise ModelUnavailable(
-            f"cannot load model {uri}: {error.message}", kind=INVALID_MODEL
-        ) from None
+            f"cannot load model {uri}: expected finite numbers from the model on the example row "
+            f"{cut(str(signature.example))}, got {cut(str(output.tolist()[0]))}: the model is "
+            "broken (are its fitted parameters NaN or infinite?)",
+            kind=INVALID_MODEL,
+        )
+    return model.predict(Batch([row], single=True))
 
 
 def _inputs(

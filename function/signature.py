@@ -55,11 +55,13 @@ TEXT_PLACEHOLDER = "text"
 
 @dataclass(frozen=True)
 class Feature:
-    """One input column. `dtype` is the element type the graph takes for a number."""
+    """One input column. `dtype` is the element type the graph takes for a number.
+    `categories`: the values an encoder of the model learned, strings or numbers (codes such as
+    a zone 1, 2, 3); a value outside them is refused before the graph runs."""
 
     name: str
     type: str  # NUMBER or STRING
-    categories: tuple[str, ...] | None = None
+    categories: tuple[str, ...] | tuple[float, ...] | None = None
     dtype: str = FLOAT64
     _known: frozenset = field(default=frozenset(), init=False, repr=False, compare=False)
     _limit: float = field(default=math.inf, init=False, repr=False, compare=False)
@@ -77,12 +79,14 @@ class Feature:
     def placeholder(self) -> float | str:
         """A value of the right type for documentation, never taken from real data."""
         if self.type == NUMBER:
-            return 0.0
+            return float(self.categories[0]) if self.categories else 0.0
         return self.categories[0] if self.categories else TEXT_PLACEHOLDER
 
     def expected(self) -> str:
         """What a request must carry for this feature, in words."""
         if self.type == NUMBER:
+            if self.categories is not None:
+                return f"a number, one of the {len(self.categories)} known categories"
             if self.dtype == FLOAT32:
                 limit = f"{self._limit:.4g}"
                 return f"a number between -{limit} and {limit} (the model takes 32-bit floats)"
@@ -102,7 +106,12 @@ class Feature:
                 except OverflowError:
                     number = math.inf
                 if -self._limit <= number <= self._limit:  # NaN fails both
-                    return number
+                    if self.categories is None or number in self._known:
+                        return number
+                    raise UnprocessableEntity(
+                        f"{self.place(where)}: expected one of the categories the model knows, "
+                        f"{self.known_values()}, got {describe(value)}"
+                    )
                 if math.isfinite(number):
                     raise UnprocessableEntity(
                         f"{self.place(where)}: expected {self.expected()}, got {describe(value)}"
@@ -128,7 +137,7 @@ class Feature:
         shown: list[str] = []
         size = 0
         for category in categories[:_CATEGORIES_SHOWN]:
-            part = quoted(category)
+            part = quoted(category) if type(category) is str else json.dumps(category)
             if size + len(part) > PREVIEW_CHARS * 4:
                 break
             shown.append(part)
@@ -154,10 +163,49 @@ class Signature:
     example_is_placeholder: bool
     output_dtype: str = FLOAT64
     example_answer: "Prediction | None" = None
+    # For `plain_row`: the names in order; the one limit of numbers when every feature is a
+    # number of one type, else per feature as `_plain_check` gives it.
+    _names: tuple[str, ...] = field(default=(), init=False, repr=False, compare=False)
+    _limit: float | None = field(default=None, init=False, repr=False, compare=False)
+    _plain: tuple[tuple[float | None, frozenset | None], ...] = field(
+        default=(), init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_names", tuple(f.name for f in self.features))
+        plain = tuple(_plain_check(f) for f in self.features)
+        object.__setattr__(self, "_plain", plain)
+        limits = {limit for limit, _ in plain}
+        if len(limits) == 1 and None not in limits:
+            object.__setattr__(self, "_limit", limits.pop())
 
     @property
     def feature_names(self) -> tuple[str, ...]:
-        return tuple(f.name for f in self.features)
+        return self._names
+
+    def plain_row(self, instance: dict) -> list[Any] | None:
+        """The row of a named instance that is plainly valid, in the fewest steps: exactly the
+        features, each number a float within the model's range, each string one it takes. None
+        for anything else (integers too), which `Feature.accept` then takes or explains."""
+        if len(instance) != len(self._names):
+            return None
+        try:
+            row = [instance[name] for name in self._names]
+        except KeyError:
+            return None
+        limit = self._limit
+        if limit is not None:
+            for value in row:
+                if type(value) is not float or not -limit <= value <= limit:
+                    return None
+            return row
+        for value, (limit, known) in zip(row, self._plain):
+            if limit is not None:
+                if type(value) is not float or not -limit <= value <= limit:
+                    return None
+            elif type(value) is not str or (known is not None and value not in known):
+                return None
+        return row
 
     def example_row(self) -> list[float | str]:
         return [self.example[f.name] for f in self.features]
@@ -175,6 +223,17 @@ class Signature:
         described["scores"] = dict(self.scores)
         described["sklearn_version"] = self.sklearn_version
         return described
+
+
+def _plain_check(feature: Feature) -> tuple[float | None, frozenset | None]:
+    """(limit, None) for a number, (None, known categories or None) for a string."""
+    if feature.type == STRING:
+        return None, feature._known if feature.categories else None
+    if feature.categories is None:
+        return feature._limit, None
+    # A categorical number is never plain, `Feature.accept` checks it: the string branch of
+    # `plain_row` with no category known lets neither a number nor a string through.
+    return None, frozenset()
 
 
 class Batch(NamedTuple):
@@ -278,16 +337,17 @@ def _features(props: Mapping[str, str], uri: str) -> tuple[Feature, ...]:
             )
         categories = item.get("categories")
         if categories is not None:
-            if kind != STRING or not (
+            if not (
                 type(categories) is list
                 and categories
-                and all(type(c) is str for c in categories)
+                and all(map(_CATEGORY_CHECKS[kind], categories))
                 and len(set(categories)) == len(categories)
             ):
                 _refuse(
                     uri,
-                    f'{where}: expected "categories" only on a string feature, as a list of '
-                    f"distinct strings, got {quoted(json.dumps(categories))}",
+                    f'{where}: expected "categories" of a {kind} feature as a list of distinct '
+                    f"{'strings' if kind == STRING else 'finite numbers'}, "
+                    f"got {quoted(json.dumps(categories))}",
                 )
             categories = tuple(categories)
         features.append(Feature(item["name"], kind, categories))
@@ -299,6 +359,12 @@ def _features(props: Mapping[str, str], uri: str) -> tuple[Feature, ...]:
             f"in order, {list(names)}, got {quoted(json.dumps(legacy))}",
         )
     return tuple(features)
+
+
+_CATEGORY_CHECKS = {
+    STRING: lambda c: type(c) is str,
+    NUMBER: lambda c: type(c) in (int, float) and math.isfinite(c),
+}
 
 
 def _classes(props: Mapping[str, str], uri: str) -> tuple[str, ...]:

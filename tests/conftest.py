@@ -112,3 +112,10 @@ def price_regressor(tmp_path_factory: pytest.TempPathFactory):
     from tests.own_models import export_regressor
 
     return export_regressor(tmp_path_factory.mktemp("price"))
+
+
+@pytest.fixture(scope="session")
+def zone_classifier(tmp_path_factory: pytest.TempPathFactory):
+    from tests.own_models import export_zone_classifier
+
+    return export_zone_classifier(tmp_path_factory.mktemp("zones"))

@@ -74,3 +74,30 @@ def export_regressor(directory: Path) -> ServedModel:
     path = directory / "price.onnx"
     exported = export_model(estimator, frame, path, name="price")
     return ServedModel(estimator, path, exported.version)
+
+
+ZONES = (1, 2, 3)
+ZONE_FEATURES = ("zone", "area")
+
+
+def zone_rows(rows: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"zone": rng.choice(ZONES, rows), "area": rng.normal(80.0, 20.0, rows).round(1)})
+
+
+def export_zone_classifier(directory: Path) -> ServedModel:
+    """A random forest behind one-hot encoding of a whole-number column, `zone`, that refuses
+    unknown codes; exported without an example row, as the export command does by default."""
+    frame = zone_rows(120, seed=0)
+    prepare = ColumnTransformer(
+        [
+            ("onehot", OneHotEncoder(handle_unknown="error"), ["zone"]),
+            ("numeric", StandardScaler(), ["area"]),
+        ]
+    )
+    estimator = Pipeline(
+        [("prepare", prepare), ("model", RandomForestClassifier(n_estimators=10, random_state=0))]
+    ).fit(frame, np.where((frame["zone"] == 3) | (frame["area"] > 90), "yes", "no"))
+    path = directory / "zones.onnx"
+    exported = export_model(estimator, frame, path, name="zones")
+    return ServedModel(estimator, path, exported.version)

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from bench.agreement import ULP_TOLERANCE
 from bench.report import TARGETS, verdicts
 from bench.run import CONNECTIONS, main
 
@@ -16,6 +17,7 @@ def test_quick_bench_writes_figures_table_and_chart(tmp_path):
     assert list(report["connections"]) == [str(c) for c in CONNECTIONS]
     for at in report["connections"].values():
         assert at["ratio"]["min"] <= at["ratio"]["median"] <= at["ratio"]["max"]
+        assert at["cpu_ratio"]["median"] > 0
         for side in ("service", "ceiling"):
             assert at[side]["rps"]["median"] > 0
             assert 0 < at[side]["p50_ms"]["median"] <= at[side]["p99_ms"]["median"]
@@ -24,14 +26,19 @@ def test_quick_bench_writes_figures_table_and_chart(tmp_path):
     for model in report["models"].values():
         for figure in ("service_rps", "service_batch_ms", "onnxruntime_single_us", "onnxruntime_batch_ms"):
             assert model[figure]["median"] > 0
+        agreement = model["batched_against_alone"]
+        assert agreement["largest_batch"] > 1
+        assert agreement["rows_differing"] == 0 and agreement["max_ulp"] <= ULP_TOLERANCE
     assert [row["figure"] for row in report["targets"]] == list(TARGETS)
 
     page = (tmp_path / "latest.md").read_text()
     assert "Quick mode" in page and report["machine"]["cpu"] in page
     assert "| single-row seed requests | 16 connections | 64 connections |" in page
     assert "| service / ceiling, per round |" in page
+    assert "| server CPU per request, service / ceiling (µs) |" in page
     assert "| target | measured | met |" in page
     assert "| random forest (100 trees) |" in page
+    assert "Batched against alone: 4,000 random rows" in page
     assert (tmp_path / "latest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -67,8 +74,10 @@ def test_targets_say_by_how_much_each_miss_is_missed(figures, missed):
 def test_in_process_harness_measures_both_handlers(model_file):
     import asyncio
 
-    from bench.inprocess import measure
+    from bench.inprocess import CONCURRENT, measure
 
     figures = asyncio.run(measure(str(model_file), rounds=1, calls=200))
 
-    assert figures["service_us"] > 0 and figures["ceiling_us"] > 0
+    assert set(figures) == {1, CONCURRENT}
+    for each in figures.values():
+        assert each["service_us"] > 0 and each["ceiling_us"] > 0

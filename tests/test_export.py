@@ -322,6 +322,19 @@ def test_float32_timestamps_that_lose_the_signal_fail_the_parity_check(tmp_path)
         export_model(model, frame, tmp_path / "late.onnx", name="late")
 
     assert "scikit-learn" in str(refused.value) and "onnxruntime" in str(refused.value)
+    assert "np.float64" not in str(refused.value)  # the numbers as a reader writes them
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_classifier_that_answers_nan_fails_the_parity_check(tmp_path):
+    # scikit-learn answers NaN too, so only a check that counts NaN as a gap refuses it.
+    frame = _shop()[["size", "weight"]]
+    model = LogisticRegression().fit(frame, _bought(_shop()))
+    model.coef_[:] = np.nan
+
+    with pytest.raises(ParityError, match=r"disagree on 80 of 80 sample rows.*nan"):
+        export_model(model, frame, tmp_path / "nan.onnx", name="nan")
+
     assert list(tmp_path.iterdir()) == []
 
 
@@ -705,3 +718,33 @@ def test_cli_warns_about_another_scikit_learn_in_a_skops_file_too(tmp_path, caps
     assert code == 0, printed.err
     assert f"fitted with scikit-learn {older} (" in printed.err
     assert f"loaded here with {sklearn.__version__}" in printed.err
+
+
+def test_a_whole_number_column_one_hot_encoded_keeps_its_codes_as_categories(tmp_path):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"zone": rng.choice([3, 1, 2], 90), "area": rng.normal(80.0, 20.0, 90)})
+    prepare = ColumnTransformer(
+        [("onehot", OneHotEncoder(handle_unknown="error"), ["zone"]), ("numeric", StandardScaler(), ["area"])]
+    )
+    model = Pipeline([("prepare", prepare), ("model", RandomForestClassifier(n_estimators=5, random_state=0))])
+    model.fit(frame, np.where(frame["zone"] == 3, "yes", "no"))
+
+    exported = export_model(model, frame, tmp_path / "zones.onnx", name="zones")
+
+    assert json.loads(_props(tmp_path / "zones.onnx")["features"]) == [
+        {"name": "zone", "type": "number", "categories": [1, 2, 3]},
+        {"name": "area", "type": "number"},
+    ]
+    assert [f.categories for f in exported.features] == [(1, 2, 3), None]
+
+
+def test_a_file_the_service_would_refuse_is_not_written(tmp_path):
+    # scikit-learn and onnxruntime take a column named "instances"; the service reads that key
+    # as a batch of rows, and refuses such a model when it loads.
+    frame = pd.DataFrame({"instances": np.arange(40.0), "size": np.arange(40.0) % 7})
+    model = LinearRegression().fit(frame, frame["instances"] * 2 + frame["size"])
+
+    with pytest.raises(ExportError, match=r"^the service cannot load the converted file: expected feature names other than 'instances'.*; nothing written$"):
+        export_model(model, frame, tmp_path / "odd.onnx", name="odd")
+
+    assert list(tmp_path.iterdir()) == []

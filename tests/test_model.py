@@ -12,7 +12,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from skl2onnx import to_onnx
 
-from function.errors import ModelUnavailable
+from function.errors import INVALID_MODEL, ModelUnavailable
 from function.model import (
     CLASSES_KEY,
     FEATURES_KEY,
@@ -35,6 +35,26 @@ def onnx_with(model: LogisticRegression, width: int, props: dict[str, str]) -> b
 
 
 IRIS_PROPS = {FEATURES_KEY: json.dumps(list(FEATURE_NAMES)), CLASSES_KEY: json.dumps(list(CLASS_NAMES))}
+
+
+def test_a_model_that_answers_nan_to_everything_fails_the_load_as_invalid(trained, make_client, tmp_path, capsys):
+    # Exported with skl2onnx directly: the exporter's parity check would refuse it.
+    model = LogisticRegression(max_iter=500).fit(trained.features, trained.model.predict(trained.features))
+    model.coef_[:] = np.nan
+    path = tmp_path / "nan.onnx"
+    path.write_bytes(onnx_with(model, len(FEATURE_NAMES), IRIS_PROPS))
+
+    with pytest.raises(ModelUnavailable, match=r"expected finite numbers from the model on the example row .*got \[nan, nan, nan\]: the model is broken") as refused:
+        model_from_bytes(path.read_bytes(), str(path))
+    assert refused.value.kind == INVALID_MODEL
+    assert "features" not in refused.value.detail  # the rows are not to blame
+
+    client = make_client(MODEL_URI=str(path))
+    response = client.post("/predict", json=dict(zip(FEATURE_NAMES, [5.1, 3.5, 1.4, 0.2], strict=True)))
+    assert response.status_code == 503
+    assert response.json()["error"].startswith("the model is unavailable (invalid model)")
+    logged = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert "the model is broken" in logged[-1]["message"]
 
 
 def test_loads_a_local_model_with_its_metadata(model_file, trained):

@@ -3,9 +3,13 @@ model's real fields, and kept in step with the routes the service really answers
 
 import json
 
+import numpy as np
+import onnxruntime
+import pandas as pd
 import pytest
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
+from sklearn.ensemble import RandomForestClassifier
 
 from function import open_inference as v2_routes
 from function.app import Service
@@ -21,6 +25,7 @@ from function.routes import DOCS_PATH, OPENAPI_PATH, PREDICT_PATHS, Route
 from function.settings import Settings
 from tests.own_models import COLORS, SHOP_FEATURES, shop_rows
 from tests.test_own_models import post, records
+from training.export import export_model
 from training.train import CLASS_NAMES, FEATURE_NAMES
 
 MODELS = ["iris", "shop", "price"]
@@ -265,3 +270,47 @@ def test_the_v2_schema_refuses_what_the_service_refuses(make_client, shop_classi
         assert not request.is_valid(bad)
         response = client.post(v2_routes.INFER_PATHS[0].format(name="shop"), json=bad)
         assert 400 <= response.status_code < 500, bad
+
+
+@pytest.fixture(scope="module")
+def forest_of_twenty(tmp_path_factory):
+    """A float32 forest of 20 trees: many of its rows sum to 1.0000001 in the graph, and the
+    complement of that to -1.2e-7."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=300), "b": rng.normal(size=300)})
+    labels = np.where(frame["a"] + frame["b"] > 0, "yes", "no")
+    estimator = RandomForestClassifier(n_estimators=20, random_state=0).fit(frame, labels)
+    path = tmp_path_factory.mktemp("forest") / "forest.onnx"
+    export_model(estimator, frame, path, name="forest")
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (raw,) = session.run(["probabilities"], {"input": frame.to_numpy(np.float32)})
+    outside = frame[((raw < 0) | (raw > 1)).any(axis=1)]
+    assert len(outside) >= 10
+    return path, estimator, outside.head(10)
+
+
+def test_probabilities_rounded_outside_zero_and_one_are_served_within_the_schema(make_client, forest_of_twenty):
+    path, estimator, rows = forest_of_twenty
+    client = make_client(MODEL_URI=str(path))
+    document = client.get(OPENAPI_PATH).json()
+    answer_schema = validator(document, RESPONSE_SCHEMA)
+    named = records(rows)
+    infer = v2_routes.INFER_PATHS[0].format(name="forest")
+    tensors = [
+        {"name": name, "datatype": "FP64", "shape": [len(rows)], "data": rows[name].tolist()}
+        for name in rows.columns
+    ]
+
+    singles = [post(client, row) for row in named]
+    batch = post(client, {"instances": named})
+    v2 = client.post(infer, json={"inputs": tensors})
+
+    for response in [*singles, batch, v2]:
+        assert response.status_code == 200, response.text
+    for response in [*singles, batch]:
+        answer_schema.validate(response.json())
+    probabilities = np.array(v2.json()["outputs"][1]["data"])
+    assert v2.json()["outputs"][1]["name"] == "probabilities"
+    assert probabilities.min() >= 0 and probabilities.max() <= 1
+    expected = estimator.predict_proba(rows)
+    assert np.abs(probabilities.reshape(expected.shape) - expected).max() <= 1e-6

@@ -20,7 +20,7 @@ from function.model import model_from_bytes
 from function.routes import PREDICT_PATHS
 from function.signature import TASK_KEY, TYPED_FEATURES_KEY
 from tests.helpers import ROOT, serve
-from tests.own_models import COLORS, SHOP_CLASSES, SHOP_FEATURES, shop_rows
+from tests.own_models import COLORS, SHOP_CLASSES, SHOP_FEATURES, ZONES, shop_rows, zone_rows
 from tests.test_server import assert_close
 from training.train import FEATURE_NAMES
 
@@ -245,8 +245,10 @@ SIGNATURE_MISMATCHES = [
     ("an unknown task", {TASK_KEY: "clustering"}, "expected metadata 'task' to be one of ['classification', 'regression'], got 'clustering'"),
     ("an unknown feature type", {TYPED_FEATURES_KEY: json.dumps([{"name": "color", "type": "category"}, *SHOP_TYPED[1:]])},
      "metadata 'features'[0]: expected \"type\" to be one of ['number', 'string'], got 'category'"),
-    ("categories on a number", {TYPED_FEATURES_KEY: json.dumps([SHOP_TYPED[0], {"name": "size", "type": "number", "categories": ["a"]}, SHOP_TYPED[2]])},
-     "expected \"categories\" only on a string feature"),
+    ("strings as categories of a number", {TYPED_FEATURES_KEY: json.dumps([SHOP_TYPED[0], {"name": "size", "type": "number", "categories": [1, "2"]}, SHOP_TYPED[2]])},
+     "metadata 'features'[1]: expected \"categories\" of a number feature as a list of distinct finite numbers, got '[1, \"2\"]'"),
+    ("numbers as categories of a string", {TYPED_FEATURES_KEY: json.dumps([{"name": "color", "type": "string", "categories": [1, 2]}, *SHOP_TYPED[1:]])},
+     "metadata 'features'[0]: expected \"categories\" of a string feature as a list of distinct strings"),
     ("classes disagree", {"classes": '["no", "maybe"]'}, "expected metadata 'class_names' and 'classes' to agree"),
     ("a class too many", {"classes": '["no", "yes", "maybe"]', "class_names": '["no", "yes", "maybe"]'},
      "expected probabilities for 3 classes ['no', 'yes', 'maybe'] per row, got an output of shape [1, 2]"),
@@ -371,3 +373,63 @@ def test_the_readme_s_own_model_curls_print_what_it_shows(tmp_path):
                 expected["model_version"] = version
 
             assert_close(json.loads(output), expected, 1e-6)
+
+
+@pytest.fixture
+def zones(make_client, zone_classifier):
+    return make_client(MODEL_URI=str(zone_classifier.path))
+
+
+def test_a_whole_number_category_column_is_described_with_its_known_codes(zones):
+    metadata = zones.get("/").json()
+
+    assert metadata["features"] == [{"name": "zone", "type": "number", "categories": list(ZONES)}, {"name": "area", "type": "number"}]
+    assert metadata["how_to_call"]["request"]["example"] == {"zone": float(ZONES[0]), "area": 0.0}
+    assert metadata["how_to_call"]["request"]["fields"]["zone"] == "a number, one of the 3 known categories: [1, 2, 3]"
+
+
+def test_known_codes_are_answered_as_scikit_learn_does(zones, zone_classifier):
+    frame = zone_rows(30, seed=5)
+    rows = records(frame)
+    as_integers = [{**row, "zone": int(row["zone"])} for row in rows]
+
+    singles = [post(zones, row) for row in as_integers]
+    batch = post(zones, {"instances": rows})
+
+    assert all(response.status_code == 200 for response in [*singles, batch])
+    answers = [response.json() for response in singles]
+    assert answers == batch.json()["predictions"]
+    expected = zone_classifier.estimator.predict_proba(frame)
+    served = np.array([[answer[key] for key in probability_keys(SHOP_CLASSES)] for answer in answers])
+    assert np.abs(served - expected).max() <= PROBABILITY_TOLERANCE
+
+
+ZONE_REFUSALS = [
+    # (case, body, words the error must contain)
+    ("unknown code", {"zone": 7, "area": 80.0}, "zone: expected one of the categories the model knows, [1, 2, 3], got 7 (number)"),
+    ("code between codes", {"zone": 2.5, "area": 80.0}, "zone: expected one of the categories the model knows, [1, 2, 3], got 2.5 (number)"),
+    ("unknown code in a batch", {"instances": [[1, 80.0], [0.0, 80.0]]}, "instances[1].zone: expected one of the categories"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("body, words", [case[1:] for case in ZONE_REFUSALS], ids=[case[0] for case in ZONE_REFUSALS])
+def test_a_code_the_model_never_saw_is_422_naming_the_field_and_the_known_codes(zones, body, words):
+    response = post(zones, body)
+
+    assert response.status_code == 422, response.text
+    assert words in response.json()["error"]
+
+
+def test_a_v2_integer_code_the_model_never_saw_is_422_naming_the_input(zones):
+    body = {
+        "inputs": [
+            {"name": "zone", "datatype": "INT64", "shape": [2], "data": [1, 9]},
+            {"name": "area", "datatype": "FP64", "shape": [2], "data": [80.0, 80.0]},
+        ]
+    }
+
+    response = zones.post("/v2/models/zones/infer", json=body)
+
+    assert response.status_code == 422, response.text
+    assert response.json()["error"] == "input 'zone' data[1]: expected one of the categories the model knows, [1, 2, 3], got 9 (number)"
+

@@ -3,6 +3,9 @@
 import asyncio
 import json
 import math
+import os
+import subprocess
+import sys
 
 import functions_framework
 import pytest
@@ -39,6 +42,34 @@ def test_answer_carries_the_model_version(client):
 
     assert response.headers[VERSION_HEADER] == metadata["version"]
     assert len(metadata["version"]) == 16
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "headers", "status"),
+    [
+        ("POST", "/predict", b"{not json", JSON, 400),
+        ("POST", "/predict", json.dumps({**SEED_REQUEST, "sepal_length": "long"}).encode(), JSON, 400),
+        ("POST", "/predict", json.dumps({"instances": [[1e308] * 4]}).encode(), JSON, 422),
+        ("POST", "/predict", json.dumps(SEED_REQUEST).encode(), {"Content-Type": "text/plain"}, 415),
+        ("GET", "/predict", None, {}, 405),
+        ("GET", "/nowhere", None, {}, 404),
+    ],
+)
+def test_an_error_answer_carries_the_version_of_the_loaded_model(client, method, path, body, headers, status):
+    version = client.get("/").headers[VERSION_HEADER]
+
+    response = client.request(method, path, content=body, headers=headers)
+
+    assert response.status_code == status, response.text
+    assert response.headers[VERSION_HEADER] == version
+
+
+def test_an_error_before_any_model_is_loaded_carries_no_version(make_client, tmp_path):
+    client = make_client(MODEL_URI=str(tmp_path / "absent.onnx"))
+
+    for response in (post(client, b"{not json"), post(client, SEED_REQUEST)):
+        assert response.status_code in (400, 503)
+        assert VERSION_HEADER not in response.headers
 
 
 def test_metadata_describes_the_model(client, trained):
@@ -387,3 +418,26 @@ def test_every_other_error_is_json(client, method, path):
     if response.status_code >= 400:
         assert response.headers["content-type"] == "application/json"
         assert "error" in response.json()
+
+
+# The serving image installs requirements.txt only: neither of these is in it.
+TRAINING_ONLY_MODULES = ("pandas", "sklearn")
+
+
+def test_serving_imports_nothing_of_the_training_side(model_file):
+    # A fresh interpreter: this one has imported the training side already.
+    program = f"""
+import json, sys
+import functions_framework
+from starlette.testclient import TestClient
+import main
+app = functions_framework.create_app(target="predict", source={str(ROOT / "main.py")!r})
+answer = TestClient(app).post("/predict", json={SEED_REQUEST!r})
+print(json.dumps([answer.status_code, sorted(m for m in {TRAINING_ONLY_MODULES!r} if m in sys.modules)]))
+"""
+    env = {"PATH": os.environ["PATH"], "MODEL_URI": str(model_file)}
+
+    done = subprocess.run([sys.executable, "-c", program], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == [200, []]

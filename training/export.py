@@ -44,7 +44,15 @@ from sklearn.preprocessing import (
 )
 
 # The keys the service reads. The first five predate this module and are shared with it.
-from function.model import CLASSES_KEY, FEATURES_KEY, SCORES_KEY, SKLEARN_VERSION_KEY, VERSION_KEY
+from function.errors import ModelUnavailable
+from function.model import (
+    CLASSES_KEY,
+    FEATURES_KEY,
+    SCORES_KEY,
+    SKLEARN_VERSION_KEY,
+    VERSION_KEY,
+    model_from_bytes,
+)
 
 NAME_KEY = "model_name"
 TASK_KEY = "task"
@@ -90,7 +98,8 @@ class ParityError(ExportError):
 class Feature:
     name: str
     type: str  # NUMBER or STRING
-    categories: tuple[str, ...] | None = None
+    # What an encoder learned for the column: strings, or numbers for codes such as zones.
+    categories: tuple[str, ...] | tuple[int | float, ...] | None = None
 
     def describe(self) -> dict[str, Any]:
         described: dict[str, Any] = {"name": self.name, "type": self.type}
@@ -288,8 +297,19 @@ def describe_features(estimator: Any, frame: pd.DataFrame) -> tuple[Feature, ...
             categories = [c for c in known.get(name, ()) if isinstance(c, str)]
             features.append(Feature(name, STRING, tuple(categories) if categories else None))
         else:
-            features.append(Feature(name, NUMBER))
+            features.append(Feature(name, NUMBER, _numeric_categories(known.get(name, ()))))
     return tuple(features)
+
+
+def _numeric_categories(found: Sequence[Any]) -> tuple[int | float, ...] | None:
+    """An encoder's numeric categories, whole numbers as integers (`[1, 2, 3]` in the file),
+    without NaN (an encoder's category for missing values, which JSON cannot carry); None when
+    it learned none, or not only numbers."""
+    numbers = [c for c in found if isinstance(c, (int, float)) and not isinstance(c, bool)]
+    if len(numbers) != len(found):
+        return None
+    finite = [c for c in numbers if math.isfinite(c)]
+    return tuple(int(c) if float(c).is_integer() else float(c) for c in finite) or None
 
 
 def _known_categories(estimator: Any, columns: Sequence[str]) -> dict[str, list]:
@@ -576,6 +596,7 @@ def build(
     onnx.helper.set_model_props(proto, {**metadata, VERSION_KEY: version})
     data = proto.SerializeToString()
     parity = check_parity(data, estimator, frame)
+    check_the_service_loads(data, name)
     return Exported(data=data, version=version, task=task, features=features, parity=parity)
 
 
@@ -618,6 +639,19 @@ def write_file(path: Path, data: bytes) -> None:
         partial.replace(path)  # never leave a half-written model where the service looks
     finally:
         partial.unlink(missing_ok=True)
+
+
+def check_the_service_loads(data: bytes, name: str) -> None:
+    """The service's own load of the file, its trial run included: a file the service would
+    refuse forever is never written."""
+    uri = f"{name}.onnx"
+    try:
+        model_from_bytes(data, uri)
+    except ModelUnavailable as error:
+        detail = error.detail.removeprefix(f"cannot load model {uri}: ")
+        raise ExportError(
+            f"the service cannot load the converted file: {detail}; nothing written"
+        ) from error
 
 
 def check_parity(data: bytes, estimator: Any, frame: pd.DataFrame) -> Parity:
@@ -694,9 +728,13 @@ def _classifier_parity(
     )
     tied = (top_two[:, 1] - top_two[:, 0]) <= PROBABILITY_TOLERANCE
     wrong_label = np.array([a != b for a, b in zip(labels, expected_labels, strict=True)]) & ~tied
-    bad = wrong_label | (gaps > PROBABILITY_TOLERANCE)
+    bad = wrong_label | ~(gaps <= PROBABILITY_TOLERANCE)  # NaN counts as a disagreement
     if bad.any():
-        worst = int(np.flatnonzero(wrong_label)[0]) if wrong_label.any() else int(gaps.argmax())
+        worst = (
+            int(np.flatnonzero(wrong_label)[0])
+            if wrong_label.any()
+            else int(np.nan_to_num(gaps, nan=np.inf).argmax())
+        )
         raise ParityError(
             f"onnxruntime and scikit-learn disagree on {int(bad.sum())} of {len(frame)} sample rows "
             f"(expected probabilities within {PROBABILITY_TOLERANCE:g} and the same label); worst, row "
@@ -733,7 +771,7 @@ def _regressor_parity(
             f"onnxruntime and scikit-learn disagree on {int(bad.sum())} "
             f"of {len(frame)} sample rows (expected predictions within {RELATIVE_TOLERANCE:g} x "
             f"max(1, |prediction|)); worst, row {worst} {_row(frame, worst)}: scikit-learn "
-            f"{expected[worst]!r}, onnxruntime {served[worst]!r}; nothing written"
+            f"{float(expected[worst])!r}, onnxruntime {float(served[worst])!r}; nothing written"
         )
     return Parity(rows=len(frame), gap=float(relative.max()))
 

@@ -41,6 +41,9 @@ def decode(
             f'{{"{INSTANCES_KEY}": [...]}}, got {describe(payload)}'
         )
     if INSTANCES_KEY not in payload:
+        row = signature.plain_row(payload)
+        if row is not None:
+            return Batch([row], True, SINGLE_ROW_LABEL)
         try:
             row = _named_row(payload, features, "")
         except BadRequest:
@@ -139,12 +142,14 @@ def _refuse_foreign(
 
 def feature_schema(feature: Feature) -> dict[str, Any]:
     """The JSON Schema of one feature's value."""
+    schema: dict[str, Any]
     if feature.type == STRING:
-        schema: dict[str, Any] = {"type": "string"}
-        if feature.categories is not None:
-            schema["enum"] = list(feature.categories)
-        return schema
-    return {"type": "number", "description": feature.expected()}
+        schema = {"type": "string"}
+    else:
+        schema = {"type": "number", "description": feature.expected()}
+    if feature.categories is not None:
+        schema["enum"] = list(feature.categories)
+    return schema
 
 
 def request_schema(signature: Signature, max_rows: int) -> tuple[dict, dict[str, dict]]:
