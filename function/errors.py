@@ -4,7 +4,7 @@ One handler (`function.app`) renders any `ServiceError` as `{"error": message}`.
 """
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 # The most characters of a received value any message quotes: an error never echoes a body back.
 PREVIEW_CHARS = 60
@@ -124,3 +124,16 @@ def quoted_names(names: Iterable[object]) -> str:
         parts.append(part)
         size += len(part) + 2
     return "[" + ", ".join(parts) + "]"
+
+
+def name_mismatch(expected: Sequence[str], received: Iterable[str]) -> str:
+    """`missing [...]; unexpected [...]`: how the received names differ from the expected ones."""
+    received = list(received)
+    missing = [name for name in expected if name not in received]
+    unexpected = [name for name in received if name not in expected]
+    parts = []
+    if missing:
+        parts.append(f"missing {missing}")
+    if unexpected:
+        parts.append(f"unexpected {quoted_names(unexpected)}")
+    return "; ".join(parts)

@@ -11,7 +11,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from function.errors import BadRequest, PayloadTooLarge, cut, quoted_names
+from function.errors import BadRequest, PayloadTooLarge, cut, name_mismatch, quoted_names
 from function.schema import INSTANCES_KEY, describe, preview
 from function.signature import NUMBER, STRING, Batch, Feature, Signature
 
@@ -90,19 +90,9 @@ def _named_row(instance: dict, features: Sequence[Feature], where: str) -> list[
         values = None
     if values is None or len(instance) != len(features):
         names = [feature.name for feature in features]
-        missing = [name for name in names if name not in instance]
-        unexpected = [key for key in instance if key not in names]
-        detail = "; ".join(
-            part
-            for part in (
-                f"missing {missing}" if missing else "",
-                f"unexpected {quoted_names(unexpected)}" if unexpected else "",
-            )
-            if part
-        )
         raise BadRequest(
             f"{where + ': ' if where else ''}expected features {names}, "
-            f"got {quoted_names(instance)}: {detail}"
+            f"got {quoted_names(instance)}: {name_mismatch(names, instance)}"
         )
     return [feature.accept(value, where) for feature, value in zip(features, values)]
 

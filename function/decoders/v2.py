@@ -17,7 +17,15 @@ from typing import Any
 
 from function.decoders.seed import feature_schema
 from function.encoders.v2 import Context, output_names
-from function.errors import BadRequest, PayloadTooLarge, ServiceError, cut, quoted, quoted_names
+from function.errors import (
+    BadRequest,
+    PayloadTooLarge,
+    ServiceError,
+    cut,
+    name_mismatch,
+    quoted,
+    quoted_names,
+)
 from function.schema import describe
 from function.signature import FLOAT32, NUMBER, Batch, Feature, Signature
 
@@ -128,20 +136,10 @@ def _tensors(payload: dict, signature: Signature) -> dict[str, dict]:
         if name in tensors:
             raise BadRequest(f"expected one input tensor per feature, got {quoted(name)} twice")
         tensors[name] = tensor
-    missing = [name for name in names if name not in tensors]
-    unexpected = [name for name in tensors if name not in names]
-    if missing or unexpected:
-        detail = "; ".join(
-            part
-            for part in (
-                f"missing {missing}" if missing else "",
-                f"unexpected {quoted_names(unexpected)}" if unexpected else "",
-            )
-            if part
-        )
+    if set(tensors) != set(names):
         raise BadRequest(
             f"expected one input tensor per feature, named {names}, got "
-            f"{quoted_names(tensors)}: {detail}"
+            f"{quoted_names(tensors)}: {name_mismatch(names, tensors)}"
         )
     for feature in signature.features:
         _check_tensor(tensors[feature.name], feature)
