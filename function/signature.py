@@ -8,6 +8,7 @@ with the same words.
 
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -43,6 +44,9 @@ STRING = "string"
 FEATURE_TYPES = (NUMBER, STRING)
 # The name a file without one is served under (it is part of some routes' paths).
 DEFAULT_MODEL_NAME = "model"
+# What the exporter writes and publishing requires: the name becomes part of a Cloud Storage object
+# path and of a URL, so lower case, no slashes, no spaces.
+MODEL_NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 # Element types of numeric inputs and outputs, as onnxruntime names them.
 FLOAT32 = "float32"
 FLOAT64 = "float64"

@@ -11,7 +11,6 @@ import argparse
 import hashlib
 import json
 import math
-import re
 import sys
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -43,8 +42,9 @@ from sklearn.preprocessing import (
     StandardScaler,
 )
 
-# The keys the service reads. The first five predate this module and are shared with it.
 from function.errors import ModelUnavailable
+
+# The keys and words of the file's metadata: the service reads them, so it defines them.
 from function.model import (
     CLASSES_KEY,
     FEATURES_KEY,
@@ -53,20 +53,20 @@ from function.model import (
     VERSION_KEY,
     model_from_bytes,
 )
+from function.signature import (
+    CLASSIFICATION,
+    EXAMPLE_KEY,
+    MODEL_NAME_PATTERN,
+    NAME_KEY,
+    NUMBER,
+    REGRESSION,
+    STRING,
+    TASK_KEY,
+    TYPED_CLASSES_KEY,
+    TYPED_FEATURES_KEY,
+)
 
-NAME_KEY = "model_name"
-TASK_KEY = "task"
-TYPED_FEATURES_KEY = "features"
-TYPED_CLASSES_KEY = "classes"
-EXAMPLE_KEY = "example"
 
-CLASSIFICATION = "classification"
-REGRESSION = "regression"
-NUMBER = "number"
-STRING = "string"
-
-# The name becomes part of a GCS object path and of a URL: lower case, no slashes, no spaces.
-NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 # Every numeric feature in one matrix, as the iris model has always been served.
 SINGLE_INPUT = "input"
 LABEL_OUTPUT = "label"
@@ -124,7 +124,7 @@ class Exported:
 
 
 def check_name(name: str) -> str:
-    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+    if not isinstance(name, str) or not MODEL_NAME_PATTERN.fullmatch(name):
         raise ExportError(
             f"name: expected 1 to 63 characters of a-z, 0-9, '.', '_' or '-', starting with a "
             f"letter or digit (it becomes part of a storage path and a URL), got {name!r}"

@@ -22,11 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from function.model import VERSION_KEY
+from function.signature import MODEL_NAME_PATTERN, NAME_KEY
 from function.settings import DEFAULT_MODEL_URI
 from training.buckets import bucket_name_problem
 
-NAME_KEY = "model_name"
-NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 VERSION_PATTERN = re.compile(r"[0-9a-f]{16}")
 OBJECT_FILE = "model.onnx"
 DEFAULT_TIMEOUT = 60.0
@@ -106,9 +105,9 @@ def read_identity(path: Path) -> ModelIdentity:
             f"model file {path}: no {NAME_KEY} in its metadata, which names the published path; "
             "re-export it with `make train` or `make export ... NAME=<name>`"
         )
-    if not NAME_PATTERN.fullmatch(name):
+    if not MODEL_NAME_PATTERN.fullmatch(name):
         raise PublishError(
-            f"model file {path}: {NAME_KEY} must match {NAME_PATTERN.pattern}, got {name!r}; "
+            f"model file {path}: {NAME_KEY} must match {MODEL_NAME_PATTERN.pattern}, got {name!r}; "
             "re-export it with `make export ... NAME=<name>`"
         )
     version = props.get(VERSION_KEY)
