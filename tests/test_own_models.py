@@ -8,6 +8,7 @@ import re
 import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -348,18 +349,24 @@ def own_model_section() -> str:
     return README[start : README.index("\n## ", start + 1)]
 
 
-def test_the_readme_s_own_model_curls_print_what_it_shows(tmp_path):
-    section = own_model_section()
+def export_readme_churn(section: str, directory: Path) -> Path:
+    """Runs the section's own fit, then its export command: the model a reader would have."""
     (fit,) = re.findall(r"```python\n(.*?)```", section, re.DOTALL)[:1]
-    examples = re.findall(r"```sh\n(curl [^\n]+)\n```\n\n[^`]*?```json\n([^\n]+)\n```", section)
-    assert len(examples) >= 3, "the section shows a row, a batch and a refusal, each with its answer"
     environment = {**os.environ, "PYTHONPATH": str(ROOT)}
-    subprocess.run([sys.executable, "-c", fit], cwd=tmp_path, env=environment, check=True, timeout=120)
+    subprocess.run([sys.executable, "-c", fit], cwd=directory, env=environment, check=True, timeout=120)
     subprocess.run(
         [sys.executable, "-m", "training.export", "--estimator", "churn.joblib", "--sample", "sample.csv",
          "--out", "churn.onnx", "--name", "churn"],
-        cwd=tmp_path, env=environment, check=True, capture_output=True, timeout=120,
+        cwd=directory, env=environment, check=True, capture_output=True, timeout=120,
     )  # fmt: skip
+    return directory / "churn.onnx"
+
+
+def test_the_readme_s_own_model_curls_print_what_it_shows(tmp_path):
+    section = own_model_section()
+    examples = re.findall(r"```sh\n(curl [^\n]+)\n```\n\n[^`]*?```json\n([^\n]+)\n```", section)
+    assert len(examples) >= 3, "the section shows a row, a batch and a refusal, each with its answer"
+    export_readme_churn(section, tmp_path)
 
     with serve({"MODEL_URI": str(tmp_path / "churn.onnx")}, tmp_path / "server.log") as server:
         port = server.url.rsplit(":", 1)[1]

@@ -3,7 +3,6 @@ real process: health, metadata, and inference with JSON tensors for iris, a clas
 with a categorical column and a regressor; and what its binary defaults get."""
 
 import ast
-import os
 import re
 import subprocess
 import sys
@@ -18,9 +17,9 @@ from tritonclient.utils import InferenceServerException
 from function.decoders.v2 import JSON_TENSORS_ONLY
 from function.encoders.v2 import LABEL_OUTPUT, PREDICTION_OUTPUT, PROBABILITIES_OUTPUT
 from function.open_inference import SERVER_NAME
-from tests.helpers import ROOT, serve, wait_until_ready
+from tests.helpers import serve, wait_until_ready
 from tests.own_models import SHOP_FEATURES, shop_rows
-from tests.test_own_models import PROBABILITY_TOLERANCE, own_model_section, records
+from tests.test_own_models import PROBABILITY_TOLERANCE, export_readme_churn, own_model_section, records
 from tests.test_v2 import IRIS_ROWS
 from training.train import CLASS_NAMES, FEATURE_NAMES
 
@@ -178,15 +177,9 @@ def test_the_clients_binary_defaults_get_a_400_saying_how_to_ask_for_json(server
 
 def test_the_readme_s_tritonclient_snippet_prints_what_it_shows(tmp_path):
     section = own_model_section()
-    fit, snippet = re.findall(r"```python\n(.*?)```", section, re.DOTALL)[:2]
+    _, snippet = re.findall(r"```python\n(.*?)```", section, re.DOTALL)[:2]
     (printed,) = re.findall(r"result = client.infer.*?```\n\n```text\n(.*?)```", section, re.DOTALL)
-    environment = {**os.environ, "PYTHONPATH": str(ROOT)}
-    subprocess.run([sys.executable, "-c", fit], cwd=tmp_path, env=environment, check=True, timeout=120)
-    subprocess.run(
-        [sys.executable, "-m", "training.export", "--estimator", "churn.joblib", "--sample", "sample.csv",
-         "--out", "churn.onnx", "--name", "churn"],
-        cwd=tmp_path, env=environment, check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
+    export_readme_churn(section, tmp_path)
 
     with serve({"MODEL_URI": str(tmp_path / "churn.onnx")}, tmp_path / "server.log") as server:
         snippet = snippet.replace("localhost:5000", server.url.removeprefix("http://"))
