@@ -133,6 +133,20 @@ def test_an_extra_forwarding_rule_on_another_proxy_and_url_map_is_reported(env, 
     assert "differs from the code in 1 ways" in out
 
 
+def test_an_extra_https_rule_is_reported_once_whatever_its_tls(env, compute, capsys):
+    settings = env(**DOMAIN)
+    rules, proxies = edge_json(settings)
+    rules.append(forwarding_rule_json("old-tls", LB_IPV4, 8443, "old-proxy", "targetHttpsProxies"))
+    proxies["targetHttpsProxies/old-proxy"] = proxy_json("old-proxy", URL_MAP_NAME)
+
+    code, out = verify(compute(policy=policy_json(plan_rules(settings)), forwarding_rules=rules, proxies=proxies), capsys)
+
+    assert code == 1
+    assert (f"the forwarding rule old-tls on {V4} opens port 8443 and sends to the HTTPS proxy old-proxy and its URL "
+            f"map {URL_MAP_NAME}, which the code does not make (it opens only 80 and 443 there)") in out  # fmt: skip
+    assert "differs from the code in 1 ways" in out
+
+
 def test_a_forwarding_rule_on_another_address_is_not_the_endpoints(env, compute, capsys):
     settings = env()
     rules, proxies = edge_json(settings)

@@ -519,6 +519,8 @@ def _edge_drift(live: Live, settings: EndpointSettings) -> list[str]:
             )
     rules = live.forwarding_rules()
     proxies: dict[str, Any] = {}
+    # A proxy on a port the code does not open is reported with its rule, not again for its TLS.
+    serving_https: dict[str, Any] = {}
 
     def proxy(link: str):
         if link not in proxies:
@@ -540,7 +542,7 @@ def _edge_drift(live: Live, settings: EndpointSettings) -> list[str]:
             )
             wanted = expected.get(ports[0]) if len(ports) == 1 else None
             if wanted is None:
-                opened = ", ".join(map(str, sorted(expected)))
+                opened = " and ".join(map(str, sorted(expected)))
                 differences.append(
                     f"the forwarding rule {rule.name} on {label} opens {_port_words(rule.port_range)} and sends "
                     f"to {sends_to}, which the code does not make (it opens only {opened} there)"
@@ -551,15 +553,16 @@ def _edge_drift(live: Live, settings: EndpointSettings) -> list[str]:
                     f"the forwarding rule {rule.name} on port {ports[0]} of {label} sends to {sends_to}; "
                     f"the code sends port {ports[0]} to an {_PROXY_WORDS[want_kind]} and the URL map {want_map}"
                 )
+            if wanted is not None and kind == wanted[0] == "targetHttpsProxies" and target is not None:
+                serving_https[rule.target] = target
         for port in sorted(set(expected) - open_ports):
             differences.append(
                 f"no forwarding rule opens port {port} on {label}; the code serves "
                 + ("HTTPS" if port == HTTPS_PORT else "HTTP")
                 + " there"
             )
-    for link, target in proxies.items():
-        if target is not None and _kind_and_name(link)[0] == "targetHttpsProxies":
-            differences += _ssl_drift(live, target)
+    for target in serving_https.values():
+        differences += _ssl_drift(live, target)
     if settings.domain:
         differences += _redirect_drift(live.url_map(REDIRECT_MAP_NAME))
     return differences
@@ -640,7 +643,7 @@ def _second_backend_drift(live: Live, settings: EndpointSettings, *, skip: set[s
     for group in live.all_network_endpoint_groups():
         key = (_kind_and_name(group.region)[1], group.name)
         if key in ours or (group.network_endpoint_type == "SERVERLESS" and group.cloud_run.service in services):
-            negs[key] = group.cloud_run.service or "?"
+            negs[key] = group.cloud_run.service
     for region, name in ours:
         negs.setdefault((region, name), "")
     differences = []
