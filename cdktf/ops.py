@@ -4,8 +4,10 @@ check-ip  which Cloud Armor rule of the synthesized policy each address hits (of
           exit 0 when all are allowed, 1 when any is denied.
 endpoint  the deployed load balancer's addresses, URL and ready curl commands (Compute API),
           and the traffic split with each arm's model (Cloud Run Admin API).
-verify    compares the live policy and every way in (Cloud Run services, URL maps, backend
-          services), each arm's model and the canary split with the code; exit 0 in sync, 1 on drift.
+verify    compares the live policy and every way in (Cloud Run services, the forwarding rules on
+          the endpoint's addresses, their proxies, URL maps and SSL policy, every backend service
+          that reaches the service), each arm's model and the canary split with the code; exit 0
+          in sync, 1 on drift.
 
 Exit 2, with one line on stderr, whenever the check itself cannot be made: bad input or settings,
 nothing (or something unreadable) synthesized, no credentials or refused ones, an API error.
@@ -123,8 +125,9 @@ def verify(live_factory) -> int:
     differences = drift(live_factory(settings.project_id), settings)
     if not differences:
         print(
-            f"in sync: the live policy {POLICY_NAME}, the Cloud Run service and the URL maps' backends "
-            "are what the code synthesizes"
+            f"in sync: the live policy {POLICY_NAME}, the Cloud Run service, the forwarding rules, "
+            "proxies and URL maps, and every backend service that reaches the service are what the code "
+            "synthesizes"
         )
         routing = plan_routing(settings)
         if routing.header_route:

@@ -16,10 +16,15 @@ from secure_endpoint.plan import (
     ADDRESS_NAME,
     ADDRESS_V6_NAME,
     BACKEND_NAME,
+    CANARY,
+    NAME,
     POLICY_NAME,
     REDIRECT_MAP_NAME,
     SERVICE_NAME,
+    SSL_POLICY_NAME,
+    STABLE,
     URL_MAP_NAME,
+    Arm,
     certificate_name,
     plan_rules,
 )
@@ -30,7 +35,11 @@ from tests.infra import BASE_ENV
 API = "/compute/v1/projects/p/global"
 RUN_API = f"/v2/projects/p/locations/asia-northeast1/services/{SERVICE_NAME}"
 SELF_LINK = "https://www.googleapis.com/compute/v1/projects/p/global"
+REGION = "asia-northeast1"
+REGION_LINK = f"https://www.googleapis.com/compute/v1/projects/p/regions/{REGION}"
 LB_IPV4, LB_IPV6 = "203.0.113.10", "2001:db8::10"
+HTTP_PROXY, HTTPS_PROXY = f"{NAME}-http-proxy", f"{NAME}-https-proxy"
+ARMS = {arm.backend_name: arm for arm in (Arm(STABLE, "", 0), Arm(CANARY, "", 0))}
 
 
 def rule_json(rule: Rule) -> dict:
@@ -53,11 +62,52 @@ def policy_json(rules, *, adaptive=True) -> dict:
     }
 
 
-def backend_json(policy=f"{SELF_LINK}/securityPolicies/{POLICY_NAME}", name=BACKEND_NAME):
+def backend_json(policy=f"{SELF_LINK}/securityPolicies/{POLICY_NAME}", name=BACKEND_NAME, *, neg=None):
+    """A backend service; an arm's backend has that arm's serverless NEG unless `neg` names another."""
     body = {"kind": "compute#backendService", "name": name, "loadBalancingScheme": "EXTERNAL_MANAGED"}
+    neg = neg or (ARMS[name].neg_name(REGION) if name in ARMS else None)
+    if neg:
+        body["backends"] = [{"group": f"{REGION_LINK}/networkEndpointGroups/{neg}"}]
     if policy:
         body["securityPolicy"] = policy
     return body
+
+
+def neg_json(name: str, service: str) -> dict:
+    return {"kind": "compute#networkEndpointGroup", "name": name, "networkEndpointType": "SERVERLESS",
+            "region": REGION_LINK, "cloudRun": {"service": service}}  # fmt: skip
+
+
+def forwarding_rule_json(name: str, ip: str, port: int, proxy: str, kind="targetHttpProxies") -> dict:
+    """As the API gives it: the address as the IP, the port as a range."""
+    return {"kind": "compute#forwardingRule", "name": name, "IPAddress": ip, "IPProtocol": "TCP",
+            "portRange": f"{port}-{port}", "target": f"{SELF_LINK}/{kind}/{proxy}",
+            "loadBalancingScheme": "EXTERNAL_MANAGED"}  # fmt: skip
+
+
+def proxy_json(name: str, url_map: str, *, ssl_policy: str | None = None) -> dict:
+    body = {"name": name, "urlMap": f"{SELF_LINK}/urlMaps/{url_map}"}
+    if ssl_policy:
+        body["sslPolicy"] = f"{SELF_LINK}/sslPolicies/{ssl_policy}"
+    return body
+
+
+def ssl_policy_json(name=SSL_POLICY_NAME, profile="MODERN", min_tls="TLS_1_2") -> dict:
+    return {"kind": "compute#sslPolicy", "name": name, "profile": profile, "minTlsVersion": min_tls}
+
+
+def edge_json(settings: EndpointSettings) -> tuple[list[dict], dict[str, dict]]:
+    """The forwarding rules and proxies of a deployment that matches the code."""
+    addresses = [("", LB_IPV4)] + ([("-ipv6", LB_IPV6)] if settings.ipv6 else [])
+    rules = [forwarding_rule_json(f"{NAME}-http{suffix}", ip, 80, HTTP_PROXY) for suffix, ip in addresses]
+    if not settings.domain:
+        return rules, {f"targetHttpProxies/{HTTP_PROXY}": proxy_json(HTTP_PROXY, URL_MAP_NAME)}
+    rules += [forwarding_rule_json(f"{NAME}-https{suffix}", ip, 443, HTTPS_PROXY, "targetHttpsProxies")
+              for suffix, ip in addresses]  # fmt: skip
+    return rules, {
+        f"targetHttpProxies/{HTTP_PROXY}": proxy_json(HTTP_PROXY, REDIRECT_MAP_NAME),
+        f"targetHttpsProxies/{HTTPS_PROXY}": proxy_json(HTTPS_PROXY, URL_MAP_NAME, ssl_policy=SSL_POLICY_NAME),
+    }
 
 
 def service_json(*, ingress="INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER", default_uri_disabled=True, invoker_iam_disabled=True,
@@ -108,20 +158,47 @@ def compute(httpserver):
     """Serves the Compute and Cloud Run Admin API paths with a deployment that matches the code;
     each keyword replaces one answer (`policy_status` answers the policy's path with that error)."""
 
-    def serve(*, policy=None, backend=None, address=None, address_v6=None, certificate=None, policy_status=200,
-              service=None, url_maps=None, backends=(), certificates=(), credentials=None, services=()):  # fmt: skip
+    def serve(*, policy=None, backend=None, address=LB_IPV4, address_v6=LB_IPV6, certificate=None, policy_status=200,
+              service=None, url_maps=None, backends=(), certificates=(), credentials=None, services=(),
+              forwarding_rules=None, proxies=None, ssl_policies=None, other_backends=(), negs=None):  # fmt: skip
+        """`forwarding_rules` and `proxies` (by "kind/name") default to the code's for the settings
+        in the environment; `other_backends` are listed with the project's backend services only."""
         if policy is not None or policy_status != 200:
             body = policy if policy_status == 200 else error_json(policy_status)
             httpserver.expect_request(f"{API}/securityPolicies/{POLICY_NAME}").respond_with_json(body, status=policy_status)
-        for body in [backend or backend_json(), *backends]:
+        listed = [backend or backend_json(), *backends]
+        for body in listed:
             httpserver.expect_request(f"{API}/backendServices/{body['name']}").respond_with_json(body)
+        regional = [body for body in other_backends if "region" in body]
+        httpserver.expect_request("/compute/v1/projects/p/aggregated/backendServices").respond_with_json(
+            {"kind": "compute#backendServiceAggregatedList",
+             "items": {"global": {"backendServices": listed + [b for b in other_backends if b not in regional]},
+                       f"regions/{REGION}": {"backendServices": regional}}}  # fmt: skip
+        )
+        if negs is None:
+            negs = [neg_json(arm.neg_name(REGION), arm.service_name) for name, arm in ARMS.items()
+                    if any(body["name"] == name for body in listed)]  # fmt: skip
+        httpserver.expect_request("/compute/v1/projects/p/aggregated/networkEndpointGroups").respond_with_json(
+            {"kind": "compute#networkEndpointGroupAggregatedList", "items": {f"regions/{REGION}": {"networkEndpointGroups": negs}}}
+        )
+        settings = EndpointSettings.from_env()
+        default_rules, default_proxies = edge_json(settings)
+        httpserver.expect_request(f"{API}/forwardingRules").respond_with_json(
+            {"kind": "compute#forwardingRuleList", "items": default_rules if forwarding_rules is None else forwarding_rules}
+        )
+        for path, body in (default_proxies if proxies is None else proxies).items():
+            httpserver.expect_request(f"{API}/{path}").respond_with_json(body)
+        for body in ssl_policies or [ssl_policy_json()]:
+            httpserver.expect_request(f"{API}/sslPolicies/{body['name']}").respond_with_json(body)
         httpserver.expect_request(RUN_API).respond_with_json(service or service_json())
         for body in services:
             httpserver.expect_request(f"/v2/{body['name']}").respond_with_json(body)
         for body in url_maps or [url_map_json(), url_map_json(REDIRECT_MAP_NAME, default=None)]:
             httpserver.expect_request(f"{API}/urlMaps/{body['name']}").respond_with_json(body)
         for name, value in ((ADDRESS_NAME, address), (ADDRESS_V6_NAME, address_v6)):
-            if value is not None:
+            if value is None:
+                httpserver.expect_request(f"{API}/addresses/{name}").respond_with_json(error_json(404), status=404)
+            else:
                 httpserver.expect_request(f"{API}/addresses/{name}").respond_with_json(
                     {"kind": "compute#address", "name": name, "address": value}
                 )
@@ -143,7 +220,7 @@ def test_verify_in_sync_exits_0(env, compute, capsys, extra):
     factory = compute(policy=policy_json(plan_rules(settings)), backend=backend_json())
 
     assert run("verify", factory) == 0
-    assert f"in sync: the live policy {POLICY_NAME}, the Cloud Run service and the URL maps' backends" in capsys.readouterr().out
+    assert f"in sync: the live policy {POLICY_NAME}, the Cloud Run service, the forwarding rules, proxies and URL maps, and every backend service" in capsys.readouterr().out
 
 
 def test_verify_reports_an_address_added_by_hand(env, compute, capsys):
@@ -216,7 +293,9 @@ def test_verify_reports_every_unguarded_backend_of_the_url_maps(env, compute, ca
     assert f"the URL map {URL_MAP_NAME} sends requests to the backend bucket assets, which {POLICY_NAME} cannot guard" in out
     assert f"the backend service legacy is not guarded by {POLICY_NAME}: its security policy is {SELF_LINK}/securityPolicies/other (the URL map {REDIRECT_MAP_NAME}" in out
     assert "elsewhere" not in out
-    assert "differs from the code in 3 ways" in out
+    assert f"the URL map {REDIRECT_MAP_NAME} of port 80 does not redirect; the code answers 308 to HTTPS" in out
+    assert f"the URL map {REDIRECT_MAP_NAME} of port 80 also routes requests (default_service)" in out
+    assert "differs from the code in 5 ways" in out
 
 
 def test_verify_reports_a_default_rule_in_preview(env, compute, capsys):
@@ -316,8 +395,8 @@ def test_an_access_token_the_api_refuses_gives_one_line_and_exit_2(env, compute,
     )
     granted = Credentials(token=None, refresh_token="1//r", client_id="c", client_secret="s",
                           token_uri=httpserver.url_for("/token"))  # fmt: skip
-    factory = compute(policy_status=401, credentials=granted)
     env()
+    factory = compute(policy_status=401, credentials=granted)
 
     assert run("verify", factory) == 2
     err = capsys.readouterr().err

@@ -15,6 +15,7 @@ from secure_endpoint.plan import (
     ADDRESS_NAME,
     ADDRESS_V6_NAME,
     BACKEND_NAME,
+    CANARY,
     CANARY_HEADER,
     CANARY_HEADER_VALUE,
     DEFAULT_RULE_PRIORITY,
@@ -25,7 +26,10 @@ from secure_endpoint.plan import (
     POLICY_NAME,
     REDIRECT_MAP_NAME,
     SERVICE_NAME,
+    SSL_POLICY_NAME,
+    STABLE,
     URL_MAP_NAME,
+    Arm,
     Routing,
     arm_service_names,
     certificate_name,
@@ -41,6 +45,10 @@ BATCH_BODY = '{"instances": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}'
 
 class LiveError(Exception):
     """One sentence saying what to do; no traceback."""
+
+
+class Missing(LiveError):
+    """The resource does not exist: an error for the command, drift where the code expects it."""
 
 
 LOGIN = "gcloud auth application-default login"
@@ -60,6 +68,11 @@ class Live:
         self._backends = compute_v1.BackendServicesClient(**common)
         self._url_maps = compute_v1.UrlMapsClient(**common)
         self._certificates = compute_v1.SslCertificatesClient(**common)
+        self._forwarding_rules = compute_v1.GlobalForwardingRulesClient(**common)
+        self._http_proxies = compute_v1.TargetHttpProxiesClient(**common)
+        self._https_proxies = compute_v1.TargetHttpsProxiesClient(**common)
+        self._ssl_policies = compute_v1.SslPoliciesClient(**common)
+        self._negs = compute_v1.NetworkEndpointGroupsClient(**common)
         self._services = run_v2.ServicesClient(**common)
 
     @classmethod
@@ -96,6 +109,31 @@ class Live:
         name = certificate_name(domain)
         return self._get("certificate", name, self._certificates.get, ssl_certificate=name)
 
+    def forwarding_rules(self) -> list:
+        return self._list("global forwarding rules", self._forwarding_rules.list)
+
+    def proxy(self, link: str):
+        """The target HTTP or HTTPS proxy a forwarding rule names; None for any other kind of target."""
+        kind, name = _kind_and_name(link)
+        if kind == "targetHttpProxies":
+            return self._get("target HTTP proxy", name, self._http_proxies.get, target_http_proxy=name)
+        if kind == "targetHttpsProxies":
+            return self._get("target HTTPS proxy", name, self._https_proxies.get, target_https_proxy=name)
+        return None
+
+    def ssl_policy(self, name: str):
+        return self._get("SSL policy", name, self._ssl_policies.get, ssl_policy=name)
+
+    def all_backend_services(self) -> list:
+        """Every backend service of the project, global and regional."""
+        scoped = self._list("backend services", self._backends.aggregated_list)
+        return [backend for _, found in scoped for backend in found.backend_services]
+
+    def all_network_endpoint_groups(self) -> list:
+        """Every network endpoint group of the project, in every region and zone."""
+        scoped = self._list("network endpoint groups", self._negs.aggregated_list)
+        return [group for _, found in scoped for group in found.network_endpoint_groups]
+
     def service(self, region: str, name: str = SERVICE_NAME):
         """The Cloud Run service through the Admin API v2 (`defaultUriDisabled` is a v2 field)."""
         path = f"projects/{self.project}/locations/{region}/services/{name}"
@@ -104,6 +142,10 @@ class Live:
 
     def _get(self, kind: str, name: str, call, **names):
         return self._call(f"{kind} {name}", "roles/compute.viewer", call, project=self.project, **names)
+
+    def _list(self, kind: str, call) -> list:
+        # Later pages are fetched while iterating: inside _call, so their failures read the same.
+        return self._call(kind, "roles/compute.viewer", lambda **names: list(call(**names)), project=self.project)
 
     def _call(self, what: str, role: str, call, **arguments):
         import requests
@@ -117,7 +159,7 @@ class Live:
         except exceptions.Unauthorized as error:
             raise LiveError(_refused(error.message or error)) from None
         except exceptions.NotFound:
-            raise LiveError(
+            raise Missing(
                 f"the {what} does not exist in project {self.project}: run `make deploy` first"
             ) from None
         except exceptions.Forbidden:
@@ -296,7 +338,9 @@ def live_rules(policy) -> list[Rule]:
 def drift(live: Live, settings: EndpointSettings) -> list[str]:
     """Every difference between what is live and what the code synthesizes, in plain words:
     the policy's rules, each arm's service (its exposure and model), the split and the canary's
-    header route, then every backend the URL maps can reach."""
+    header route, every backend the URL maps can reach, the forwarding rules on the endpoint's
+    addresses with their proxies (URL map, SSL policy), then any other backend service that
+    reaches the endpoint's Cloud Run services."""
     differences = _policy_drift(live, settings)
     models = {arm.service_name: arm.model_uri for arm in plan_arms(settings)}
     for name, model in models.items():
@@ -310,14 +354,18 @@ def drift(live: Live, settings: EndpointSettings) -> list[str]:
         if name is not None and name not in models:
             models[name] = None
             differences += _service_drift(live, settings, name, None)
-    return differences + _routing_drift(settings, serving_map, routing) + _url_map_drift(live, settings)
+    differences += _routing_drift(settings, serving_map, routing)
+    map_differences, guarded = _url_map_drift(live, settings)
+    differences += map_differences + _edge_drift(live, settings)
+    return differences + _second_backend_drift(live, settings, skip=guarded)
 
 
 def _policy_drift(live: Live, settings: EndpointSettings) -> list[str]:
     expected = plan_rules(settings)
     policy = live.policy()
     actual = live_rules(policy)
-    differences = _range_drift(expected, actual) + _rule_drift(expected, actual)
+    differences = _range_drift(expected, actual) + _action_drift(expected, actual)
+    differences += _preview_drift(expected, actual) + _rule_drift(expected, actual)
 
     defaults = [rule for rule in actual if rule.priority == DEFAULT_RULE_PRIORITY]
     if not defaults or defaults[0].action != DENY or defaults[0].src_ip_ranges != ("*",):
@@ -403,8 +451,9 @@ def _routing_drift(settings: EndpointSettings, serving_map, routing: Routing) ->
     return differences
 
 
-def _url_map_drift(live: Live, settings: EndpointSettings) -> list[str]:
-    """Every backend a URL map can send a request to must carry the policy."""
+def _url_map_drift(live: Live, settings: EndpointSettings) -> tuple[list[str], set[str]]:
+    """Every backend a URL map can send a request to must carry the policy. Also returns the
+    names of the backend services it looked at, so that none is reported twice."""
     differences = []
     names = [URL_MAP_NAME] + ([REDIRECT_MAP_NAME] if settings.domain else [])
     checked: set[str] = set()
@@ -422,12 +471,201 @@ def _url_map_drift(live: Live, settings: EndpointSettings) -> list[str]:
                 )
                 continue
             attached = live.backend(name).security_policy
-            if not attached.endswith(f"/securityPolicies/{POLICY_NAME}") and attached != POLICY_NAME:
+            if not _is_the_policy(attached):
                 differences.append(
                     f"the backend service {name} is not guarded by {POLICY_NAME}: "
                     f"its security policy is {attached or 'none'}"
                     + ("" if name == BACKEND_NAME else f" (the URL map {map_name} sends requests to it)")
                 )
+    return differences, {_kind_and_name(link)[1] for link in checked}
+
+
+def _is_the_policy(link: str) -> bool:
+    return link == POLICY_NAME or link.endswith(f"/securityPolicies/{POLICY_NAME}")
+
+
+def _kind_and_name(link: str) -> tuple[str, str]:
+    """`.../global/targetHttpProxies/x` -> ("targetHttpProxies", "x")."""
+    parts = link.rstrip("/").split("/")
+    return (parts[-2] if len(parts) > 1 else ""), parts[-1]
+
+
+# What the code sets on the HTTPS proxy with DOMAIN (edge.py's ComputeSslPolicy).
+SSL_PROFILE, MIN_TLS_VERSION = "MODERN", "TLS_1_2"
+HTTP_PORT, HTTPS_PORT = 80, 443
+_PROXY_WORDS = {"targetHttpProxies": "HTTP proxy", "targetHttpsProxies": "HTTPS proxy"}
+
+
+def _expected_maps(settings: EndpointSettings) -> dict[int, tuple[str, str]]:
+    """Port -> (the proxy kind, the URL map) the code puts behind it on each of its addresses."""
+    if settings.domain:
+        return {HTTP_PORT: ("targetHttpProxies", REDIRECT_MAP_NAME), HTTPS_PORT: ("targetHttpsProxies", URL_MAP_NAME)}
+    return {HTTP_PORT: ("targetHttpProxies", URL_MAP_NAME)}
+
+
+def _edge_drift(live: Live, settings: EndpointSettings) -> list[str]:
+    """The forwarding rules on the endpoint's addresses, the proxies they send to, the URL map
+    behind each proxy, the HTTPS proxy's SSL policy, and the redirect-only map of port 80."""
+    expected = _expected_maps(settings)
+    addresses = [(ADDRESS_NAME, live.address())]
+    differences = []
+    if settings.ipv6:
+        try:
+            addresses.append((ADDRESS_V6_NAME, live.address(ADDRESS_V6_NAME)))
+        except Missing:
+            differences.append(
+                f"the IPv6 address {ADDRESS_V6_NAME} does not exist, so the endpoint has no IPv6 way in; "
+                "the code makes it (IPV6=true)"
+            )
+    rules = live.forwarding_rules()
+    proxies: dict[str, Any] = {}
+    # A proxy on a port the code does not open is reported with its rule, not again for its TLS.
+    serving_https: dict[str, Any] = {}
+
+    def proxy(link: str):
+        if link not in proxies:
+            proxies[link] = live.proxy(link)
+        return proxies[link]
+
+    for address_name, ip in addresses:
+        label = f"the address {address_name} ({ip})"
+        on_address = [rule for rule in rules if _points_at(rule, address_name, ip)]
+        open_ports = set()
+        for rule in on_address:
+            ports = _ports(rule.port_range)
+            open_ports |= set(ports)
+            kind, target_name = _kind_and_name(rule.target)
+            target = proxy(rule.target)
+            map_name = _kind_and_name(target.url_map)[1] if target is not None else None
+            sends_to = f"the {_PROXY_WORDS.get(kind, kind)} {target_name}" + (
+                f" and its URL map {map_name}" if map_name else ""
+            )
+            wanted = expected.get(ports[0]) if len(ports) == 1 else None
+            if wanted is None:
+                opened = " and ".join(map(str, sorted(expected)))
+                differences.append(
+                    f"the forwarding rule {rule.name} on {label} opens {_port_words(rule.port_range)} and sends "
+                    f"to {sends_to}, which the code does not make (it opens only {opened} there)"
+                )
+            elif (kind, map_name) != wanted:
+                want_kind, want_map = wanted
+                differences.append(
+                    f"the forwarding rule {rule.name} on port {ports[0]} of {label} sends to {sends_to}; "
+                    f"the code sends port {ports[0]} to an {_PROXY_WORDS[want_kind]} and the URL map {want_map}"
+                )
+            if wanted is not None and kind == wanted[0] == "targetHttpsProxies" and target is not None:
+                serving_https[rule.target] = target
+        for port in sorted(set(expected) - open_ports):
+            differences.append(
+                f"no forwarding rule opens port {port} on {label}; the code serves "
+                + ("HTTPS" if port == HTTPS_PORT else "HTTP")
+                + " there"
+            )
+    for target in serving_https.values():
+        differences += _ssl_drift(live, target)
+    if settings.domain:
+        differences += _redirect_drift(live.url_map(REDIRECT_MAP_NAME))
+    return differences
+
+
+def _points_at(rule, address_name: str, ip: str) -> bool:
+    """The API gives a rule's address as the IP; a reference to the address resource is accepted too."""
+    value = rule.I_p_address
+    return value == ip or value.endswith(f"/addresses/{address_name}")
+
+
+def _ports(port_range: str) -> list[int]:
+    """`80-80` -> [80]; `8000-8010` -> its eleven ports; empty (every port) -> [0]."""
+    if not port_range:
+        return [0]
+    low, _, high = port_range.partition("-")
+    return list(range(int(low), int(high or low) + 1))
+
+
+def _port_words(port_range: str) -> str:
+    if not port_range:
+        return "every port"
+    low, _, high = port_range.partition("-")
+    return f"port {low}" if high in ("", low) else f"ports {low}-{high}"
+
+
+def _ssl_drift(live: Live, proxy) -> list[str]:
+    code = f"the code gives it {SSL_POLICY_NAME} ({SSL_PROFILE} profile, {MIN_TLS_VERSION} or later)"
+    if not proxy.ssl_policy:
+        return [
+            f"the HTTPS proxy {proxy.name} has no SSL policy, so Google's default applies "
+            f"(COMPATIBLE profile, TLS 1.0 or later); {code}"
+        ]
+    name = _kind_and_name(proxy.ssl_policy)[1]
+    differences = []
+    if name != SSL_POLICY_NAME:
+        differences.append(f"the HTTPS proxy {proxy.name} carries the SSL policy {name}; {code}")
+    policy = live.ssl_policy(name)
+    if (policy.profile, policy.min_tls_version) != (SSL_PROFILE, MIN_TLS_VERSION):
+        differences.append(
+            f"the SSL policy {name} of the HTTPS proxy {proxy.name} has the {policy.profile or 'default'} profile "
+            f"and {policy.min_tls_version or 'TLS_1_0'} or later; the code sets {SSL_PROFILE} and {MIN_TLS_VERSION}"
+        )
+    return differences
+
+
+def _redirect_drift(url_map) -> list[str]:
+    """With DOMAIN, port 80's URL map only answers 308 to the same URL over HTTPS."""
+    data = type(url_map).to_dict(url_map)
+    label = f"the URL map {REDIRECT_MAP_NAME} of port 80"
+    differences = []
+    redirect = data.get("default_url_redirect") or {}
+    code = redirect.get("redirect_response_code") or "MOVED_PERMANENTLY_DEFAULT"
+    if not redirect:
+        differences.append(f"{label} does not redirect; the code answers 308 to HTTPS")
+    elif not redirect.get("https_redirect") or code != "PERMANENT_REDIRECT":
+        differences.append(
+            f"{label} answers {code}" + (" to HTTPS" if redirect.get("https_redirect") else " without switching to HTTPS")
+            + "; the code answers 308 (PERMANENT_REDIRECT) to HTTPS, which keeps a POST a POST"
+        )  # fmt: skip
+    routes = [key for key in ("default_service", "default_route_action", "host_rules", "path_matchers") if data.get(key)]
+    if routes:
+        differences.append(
+            f"{label} also routes requests ({', '.join(routes)}), so port 80 serves in clear text "
+            "instead of only redirecting; the code only redirects"
+        )
+    return differences
+
+
+def _second_backend_drift(live: Live, settings: EndpointSettings, *, skip: set[str]) -> list[str]:
+    """A backend service of any load balancer that reaches the endpoint's Cloud Run services
+    through a serverless NEG, whether the endpoint's own or one made for the same service,
+    without the policy: a way in that passes no Cloud Armor rule."""
+    arms = [Arm(role, "", 0) for role in (STABLE, CANARY)]
+    services = {arm.service_name for arm in arms}
+    ours = {(settings.region, arm.neg_name(settings.region)) for arm in arms}
+    negs = {}
+    for group in live.all_network_endpoint_groups():
+        key = (_kind_and_name(group.region)[1], group.name)
+        if key in ours or (group.network_endpoint_type == "SERVERLESS" and group.cloud_run.service in services):
+            negs[key] = group.cloud_run.service
+    for region, name in ours:
+        negs.setdefault((region, name), "")
+    differences = []
+    for backend in live.all_backend_services():
+        scope = _kind_and_name(backend.region)[1] if backend.region else ""
+        if not scope and backend.name in skip:
+            continue
+        if _is_the_policy(backend.security_policy):
+            continue
+        for entry in backend.backends:
+            kind, name = _kind_and_name(entry.group)
+            region = entry.group.split("/regions/")[1].split("/")[0] if "/regions/" in entry.group else ""
+            if kind != "networkEndpointGroups" or (region, name) not in negs:
+                continue
+            service = negs[(region, name)] or "the endpoint's Cloud Run service"
+            where = f"regional backend service {backend.name} in {scope}" if scope else f"backend service {backend.name}"
+            differences.append(
+                f"the {where} sends requests to the serverless NEG {name} ({service} in {region}) without "
+                f"{POLICY_NAME} (its security policy is {backend.security_policy or 'none'}): another load "
+                "balancer reaches the service past Cloud Armor; the code puts every backend of it behind the policy"
+            )
+            break
     return differences
 
 
@@ -449,14 +687,77 @@ def _backend_links(node) -> Iterator[str]:
 EVERYONE = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
 
 
+def _lets_through(rule: Rule) -> bool:
+    return rule.action in ALLOWING_ACTIONS and rule.expression is None
+
+
+def _networks(rule: Rule) -> Iterator:
+    for text in rule.src_ip_ranges:
+        yield from EVERYONE if text == "*" else (ipaddress.ip_network(text, strict=False),)
+
+
 def _allowed_ranges(rules: Iterable[Rule]) -> set:
-    return {
-        network
-        for rule in rules
-        if rule.action in ALLOWING_ACTIONS and not rule.preview and rule.expression is None
-        for text in rule.src_ip_ranges
-        for network in (EVERYONE if text == "*" else (ipaddress.ip_network(text, strict=False),))
-    }
+    return {network for rule in rules if _lets_through(rule) and not rule.preview for network in _networks(rule)}
+
+
+def _actions_by_range(rules: Iterable[Rule]) -> dict:
+    """Range -> the action of the first enforced rule that lets it through."""
+    actions: dict = {}
+    for rule in sorted(rules, key=lambda rule: rule.priority):
+        if _lets_through(rule) and not rule.preview:
+            for network in _networks(rule):
+                actions.setdefault(network, rule.action)
+    return actions
+
+
+_ACTION_WORDS = {
+    "allow": "allow (no rate limit)",
+    "throttle": "throttle (a rate limit, 429 above it)",
+    "rate_based_ban": "rate_based_ban (a rate limit that bans the client for a while above it)",
+}
+
+
+def _action_drift(expected: list[Rule], actual: list[Rule]) -> list[str]:
+    """Ranges let through by both, but by another action: same ranges, a rate limit added or lost."""
+    want, have = _actions_by_range(expected), _actions_by_range(actual)
+    changed: dict[tuple[str, str], set] = {}
+    for network in want.keys() & have.keys():
+        if want[network] != have[network]:
+            changed.setdefault((have[network], want[network]), set()).add(network)
+    differences = []
+    for (live_action, code_action), networks in sorted(changed.items()):
+        names = _named(networks)
+        them = "it" if len(names) == 1 else "them"
+        differences.append(
+            f"{', '.join(names)} {'is' if len(names) == 1 else 'are'} let through by "
+            f"{_ACTION_WORDS.get(live_action, live_action)} on the live policy; the code lets {them} through by "
+            f"{_ACTION_WORDS.get(code_action, code_action)}"
+        )
+    return differences
+
+
+def _preview_drift(expected: list[Rule], actual: list[Rule]) -> list[str]:
+    """Allow or throttle rules in preview mode let no one in, but they are not the code either:
+    turning preview off in the console would let their ranges in at once."""
+    want = {rule.priority: rule for rule in expected if _lets_through(rule)}
+    differences = []
+    for rule in actual:
+        if not (_lets_through(rule) and rule.preview) or want.get(rule.priority) == rule:
+            continue
+        ranges = ", ".join(_named(set(_networks(rule)))) or "no ranges"
+        code = want.get(rule.priority)
+        if code is not None and not code.preview and set(_networks(code)) == set(_networks(rule)):
+            differences.append(
+                f"rule {rule.priority} ({code.description}) is in preview mode on the live policy: it only logs "
+                f"and lets none of {ranges} in; the code enforces it"
+            )
+        else:
+            differences.append(
+                f"rule {rule.priority} ({rule.action} in preview mode: {rule.description or 'no description'}) "
+                f"on {ranges} is live but not in the code; preview only logs, so it lets no one in yet, "
+                "but taking it out of preview would let those ranges in"
+            )
+    return differences
 
 
 def _range_drift(expected: list[Rule], actual: list[Rule]) -> list[str]:
