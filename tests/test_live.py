@@ -17,6 +17,8 @@ from secure_endpoint.plan import (
     ADDRESS_V6_NAME,
     BACKEND_NAME,
     CANARY,
+    HTTP_PROXY_NAME,
+    HTTPS_PROXY_NAME,
     NAME,
     POLICY_NAME,
     REDIRECT_MAP_NAME,
@@ -38,7 +40,7 @@ SELF_LINK = "https://www.googleapis.com/compute/v1/projects/p/global"
 REGION = "asia-northeast1"
 REGION_LINK = f"https://www.googleapis.com/compute/v1/projects/p/regions/{REGION}"
 LB_IPV4, LB_IPV6 = "203.0.113.10", "2001:db8::10"
-HTTP_PROXY, HTTPS_PROXY = f"{NAME}-http-proxy", f"{NAME}-https-proxy"
+HTTP_PROXY, HTTPS_PROXY = HTTP_PROXY_NAME, HTTPS_PROXY_NAME
 ARMS = {arm.backend_name: arm for arm in (Arm(STABLE, "", 0), Arm(CANARY, "", 0))}
 
 

@@ -49,11 +49,15 @@ from secure_endpoint.plan import (
     CANARY_HEADER,
     CANARY_HEADER_VALUE,
     CANARY_ROUTE_PRIORITY,
+    HTTP_PROXY_NAME,
+    HTTPS_PROXY_NAME,
+    MIN_TLS_VERSION,
     NAME,
     POLICY_NAME,
     REDIRECT_MAP_NAME,
     SPLIT_MATCHER_NAME,
     SSL_POLICY_NAME,
+    SSL_PROFILE,
     STABLE,
     URL_MAP_NAME,
     certificate_name,
@@ -152,11 +156,11 @@ class ArmoredEdge(Construct):
             )
             certificates = [c for c in (self.certificate, self.previous_certificate) if c is not None]
             self.ssl_policy = ComputeSslPolicy(
-                self, "ssl-policy", name=SSL_POLICY_NAME, profile="MODERN", min_tls_version="TLS_1_2",
+                self, "ssl-policy", name=SSL_POLICY_NAME, profile=SSL_PROFILE, min_tls_version=MIN_TLS_VERSION,
                 description="TLS 1.2 or later with forward-secret ciphers",
             )  # fmt: skip
             https_proxy = ComputeTargetHttpsProxy(
-                self, "https-proxy", name=f"{NAME}-https-proxy", url_map=self.url_map.id,
+                self, "https-proxy", name=HTTPS_PROXY_NAME, url_map=self.url_map.id,
                 ssl_certificates=[c.id for c in certificates], ssl_policy=self.ssl_policy.id,
             )  # fmt: skip
             self._forwarding_rules("https", https_proxy.id, port=443)
@@ -175,7 +179,7 @@ class ArmoredEdge(Construct):
         else:
             http_map = self.url_map
             self.url = f"http://{self.address.address}"
-        http_proxy = ComputeTargetHttpProxy(self, "http-proxy", name=f"{NAME}-http-proxy", url_map=http_map.id)
+        http_proxy = ComputeTargetHttpProxy(self, "http-proxy", name=HTTP_PROXY_NAME, url_map=http_map.id)
         self._forwarding_rules("http", http_proxy.id, port=80)
 
     def _backend(self, serving: ServingBackend) -> ComputeBackendService:

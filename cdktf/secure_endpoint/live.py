@@ -23,10 +23,12 @@ from secure_endpoint.plan import (
     DENY,
     INGRESS,
     INVOKER_IAM_DISABLED,
+    MIN_TLS_VERSION,
     POLICY_NAME,
     REDIRECT_MAP_NAME,
     SERVICE_NAME,
     SSL_POLICY_NAME,
+    SSL_PROFILE,
     STABLE,
     URL_MAP_NAME,
     Arm,
@@ -491,7 +493,6 @@ def _kind_and_name(link: str) -> tuple[str, str]:
 
 
 # What the code sets on the HTTPS proxy with DOMAIN (edge.py's ComputeSslPolicy).
-SSL_PROFILE, MIN_TLS_VERSION = "MODERN", "TLS_1_2"
 HTTP_PORT, HTTPS_PORT = 80, 443
 _PROXY_WORDS = {"targetHttpProxies": "HTTP proxy", "targetHttpsProxies": "HTTPS proxy"}
 

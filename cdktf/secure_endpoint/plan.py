@@ -20,6 +20,10 @@ BACKEND_NAME = f"{NAME}-backend"
 URL_MAP_NAME = f"{NAME}-lb"
 REDIRECT_MAP_NAME = f"{NAME}-http-redirect"
 SSL_POLICY_NAME = f"{NAME}-ssl-policy"
+HTTP_PROXY_NAME = f"{NAME}-http-proxy"
+HTTPS_PROXY_NAME = f"{NAME}-https-proxy"
+# The HTTPS proxy's SSL policy: no TLS below 1.2, and only modern cipher suites.
+SSL_PROFILE, MIN_TLS_VERSION = "MODERN", "TLS_1_2"
 STABLE, CANARY = "stable", "canary"
 # A request carrying this header with this value always reaches the canary, whatever the split.
 CANARY_HEADER, CANARY_HEADER_VALUE = "X-Model-Canary", "1"
