@@ -12,8 +12,8 @@ from secure_endpoint.allowlist import AllowlistError, Network, parse_allowlist
 STACK_NAME = "secure-inference"
 DEFAULT_REGION = "asia-northeast1"
 REPOSITORY = "inference-on-secure-cloud-run"
-# One instance serves about 12,600 single-row requests a second at 16 connections (`make bench`),
-# about 0.08 ms each: 80 requests in flight keep a saturated instance's queue near 6 ms.
+# One instance serves about 17,600 single-row requests a second at 16 connections (`make bench`),
+# about 0.06 ms each: 80 requests in flight keep a saturated instance's queue near 5 ms.
 DEFAULT_CONCURRENCY = 80
 DEFAULT_MAX_INSTANCES = 3
 # The canary's share of requests, in percent: at 0 or 100 one of the two services would get none.
