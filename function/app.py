@@ -361,6 +361,8 @@ class Service:
                     f"expected a Content-Length of ASCII digits, got "
                     f"{quoted(declared.decode('latin-1'))}"
                 )
+            if len(declared) > _MAX_LENGTH_DIGITS:
+                declared = declared.lstrip(b"0") or b"0"  # HTTP allows leading zeros
             if len(declared) > _MAX_LENGTH_DIGITS or int(declared) > limit:
                 raise PayloadTooLarge(_too_large(limit, cut(declared.decode("latin-1"))))
         # The ASGI messages themselves, not Starlette's request.body(): a few microseconds less a

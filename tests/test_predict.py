@@ -441,3 +441,18 @@ print(json.dumps([answer.status_code, sorted(m for m in {TRAINING_ONLY_MODULES!r
 
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == [200, []]
+
+
+def test_a_content_length_padded_with_zeros_is_its_value(monkeypatch, model_file):
+    # HTTP allows leading zeros (1*DIGIT); only the value counts against the limit.
+    monkeypatch.setenv("MODEL_URI", str(model_file))
+    app = functions_framework.create_app(target="predict", source=str(ROOT / "main.py"))
+    body = json.dumps(SEED_REQUEST).encode()
+    length = b"0" * 30 + str(len(body)).encode()
+
+    code, headers, content = asgi_request(
+        app, [(b"content-type", b"application/json"), (b"content-length", length)], body
+    )
+
+    assert code == 200, content
+    assert json.loads(content)["target"] == "setosa"
