@@ -128,9 +128,11 @@ def quoted_names(names: Iterable[object]) -> str:
 
 def name_mismatch(expected: Sequence[str], received: Iterable[str]) -> str:
     """`missing [...]; unexpected [...]`: how the received names differ from the expected ones."""
+    # Sets: a body may carry a hundred thousand names, a model hundreds of features.
     received = list(received)
-    missing = [name for name in expected if name not in received]
-    unexpected = [name for name in received if name not in expected]
+    received_set, expected_set = set(received), set(expected)
+    missing = [name for name in expected if name not in received_set]
+    unexpected = [name for name in received if name not in expected_set]
     parts = []
     if missing:
         parts.append(f"missing {missing}")
