@@ -308,6 +308,21 @@ def _trial(model: Model, uri: str) -> Prediction:
             "broken (are its fitted parameters NaN or infinite?)",
             kind=INVALID_MODEL,
         )
+    # Rows are stacked into one run (a batch, or concurrent requests), so each must get its own
+    # row of output: a graph of a fixed batch of 1, or one that reduces over the rows, does not.
+    try:
+        pair = model.run([row, row])
+    except Exception as error:
+        pair, failure = None, f"it fails ({first_line(error)})"
+    else:
+        failure = f"got an output of shape {list(pair.shape)}"
+    if pair is None or pair.shape[0] != 2:
+        raise ModelUnavailable(
+            f"cannot load model {uri}: expected the model to answer each of 2 rows run together "
+            f"(the example row twice), {failure}: "
+            "export it with a dynamic first dimension, one row of output per row of input",
+            kind=INVALID_MODEL,
+        )
     return model.predict(Batch([row], single=True))
 
 

@@ -1,0 +1,60 @@
+"""Graphs that answer one row but not a batch row by row: refused at load, since the service
+stacks rows, from a batch or from concurrent requests, into one run."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from sklearn.linear_model import LogisticRegression
+
+from function.errors import INVALID_MODEL, ModelUnavailable
+from function.model import model_from_bytes
+from tests.test_model import IRIS_PROPS, onnx_with
+from training.train import FEATURE_NAMES
+
+
+def fixed_batch_of_one(trained) -> bytes:
+    """Iris with a batch dimension of 1, as some converters write it."""
+    model = LogisticRegression(max_iter=500).fit(trained.features, trained.model.predict(trained.features))
+    proto = onnx.load_from_string(onnx_with(model, len(FEATURE_NAMES), IRIS_PROPS))
+    for value in [*proto.graph.input, *proto.graph.output]:
+        value.type.tensor_type.shape.dim[0].dim_value = 1
+    return proto.SerializeToString()
+
+
+def mean_of_the_rows() -> bytes:
+    """A regressor of any number of rows whose one answer is the mean of them all."""
+    nodes = [
+        helper.make_node("ReduceMean", ["X", "axes"], ["mean"], keepdims=1),
+        helper.make_node("MatMul", ["mean", "w"], ["variable"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "mean",
+        [helper.make_tensor_value_info("X", TensorProto.DOUBLE, ["N", 2])],
+        [helper.make_tensor_value_info("variable", TensorProto.DOUBLE, [None, 1])],
+        [numpy_helper.from_array(np.array([[1.0], [2.0]]), "w"), numpy_helper.from_array(np.array([0], dtype=np.int64), "axes")],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    proto.ir_version = 8
+    helper.set_model_props(proto, {"task": "regression", "feature_names": json.dumps(["a", "b"])})
+    return proto.SerializeToString()
+
+
+@pytest.mark.parametrize("build", ["fixed batch of one", "mean of the rows"])
+def test_a_graph_that_does_not_answer_each_row_of_a_batch_fails_the_load(trained, make_client, tmp_path, build):
+    data = fixed_batch_of_one(trained) if build == "fixed batch of one" else mean_of_the_rows()
+    path = tmp_path / "model.onnx"
+    path.write_bytes(data)
+
+    with pytest.raises(ModelUnavailable, match=r"expected the model to answer each of 2 rows run together") as refused:
+        model_from_bytes(data, str(path))
+    assert refused.value.kind == INVALID_MODEL
+
+    # Served, a batch was a 500 or one answer for two rows, and concurrent rows waited forever.
+    client = make_client(MODEL_URI=str(path))
+    response = client.post("/predict", json={"instances": [[1.0] * len(FEATURE_NAMES)] * 2})
+    assert response.status_code == 503
+    assert response.json()["error"].startswith("the model is unavailable (invalid model)")
