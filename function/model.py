@@ -220,7 +220,7 @@ def model_from_bytes(data: bytes, uri: str, *, started: float | None = None) -> 
         ) from error
 
     props = session.get_modelmeta().custom_metadata_map
-    version = _header_safe(props, VERSION_KEY, uri) or hashlib.sha256(data).hexdigest()[:16]
+    version = _version(props, uri) or hashlib.sha256(data).hexdigest()[:16]
     signature = dataclasses.replace(
         read_signature(props, uri, version),
         name=_path_safe(props, NAME_KEY, uri) or DEFAULT_MODEL_NAME,
@@ -485,6 +485,19 @@ def _header_safe(props: Mapping[str, str], key: str, uri: str) -> str | None:
         f"characters without leading or trailing spaces, got {quoted(raw)}",
         kind=INVALID_MODEL,
     )
+
+
+def _version(props: Mapping[str, str], uri: str) -> str | None:
+    """The version goes into a header and, as one segment, into the V2 routes' paths: a '/'
+    would split it, and clients drop a '.' or '..' segment, so its route would never match."""
+    version = _header_safe(props, VERSION_KEY, uri)
+    if version is not None and ("/" in version or version in (".", "..")):
+        raise ModelUnavailable(
+            f"cannot load model {uri}: expected metadata {VERSION_KEY!r} to be one segment of a "
+            f"URL path (no '/', not '.' or '..'), got {quoted(version)}",
+            kind=INVALID_MODEL,
+        )
+    return version
 
 
 def _scores(props: Mapping[str, str], uri: str) -> dict[str, float]:

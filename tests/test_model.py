@@ -128,6 +128,8 @@ def test_version_falls_back_to_a_content_hash(trained):
         (VERSION_KEY, " v1"),
         (VERSION_KEY, "v" * 129),
         (VERSION_KEY, "caf\u00e9"),
+        (VERSION_KEY, "v1/2"),
+        (VERSION_KEY, ".."),
         (SCORES_KEY, "not json"),
         (SCORES_KEY, "[0.9]"),
         (SCORES_KEY, '{"train": "high"}'),
