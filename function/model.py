@@ -41,6 +41,7 @@ from function.signature import (
     SCORES_KEY,
     SKLEARN_VERSION_KEY,
     STRING,
+    TYPED_FEATURES_KEY,
     VERSION_KEY,
     Batch,
     Feature,
@@ -323,7 +324,38 @@ def _trial(model: Model, uri: str) -> Prediction:
             "export it with a dynamic first dimension, one row of output per row of input",
             kind=INVALID_MODEL,
         )
+    _check_categories(model, row, uri)
     return model.predict(Batch([row], single=True))
+
+
+def _check_categories(model: Model, row: list[Any], uri: str) -> None:
+    """Every category the metadata lists passes the request's checks, so the graph must take
+    it: one run of the example row with each category in turn, then one by one to name the
+    first the graph refuses."""
+    variants, origins = [], []
+    for index, feature in enumerate(model.signature.features):
+        for category in feature.categories or ():
+            variant = list(row)
+            variant[index] = feature.accept(category, "")
+            variants.append(variant)
+            origins.append((feature.name, category))
+    if not variants:
+        return
+    try:
+        model.run(variants)
+        return
+    except Exception:
+        pass
+    for variant, (name, category) in zip(variants, origins):
+        try:
+            model.run([variant])
+        except Exception as error:
+            shown = quoted(category) if type(category) is str else repr(category)
+            raise ModelUnavailable(
+                f"cannot load model {uri}: metadata {TYPED_FEATURES_KEY!r} lists {shown} among "
+                f"the categories of {name!r}, but the model fails on it ({first_line(error)})",
+                kind=INVALID_MODEL,
+            ) from error
 
 
 def _inputs(

@@ -58,3 +58,32 @@ def test_a_graph_that_does_not_answer_each_row_of_a_batch_fails_the_load(trained
     response = client.post("/predict", json={"instances": [[1.0] * len(FEATURE_NAMES)] * 2})
     assert response.status_code == 503
     assert response.json()["error"].startswith("the model is unavailable (invalid model)")
+
+
+def with_extra_category(path, feature: str, category) -> bytes:
+    proto = onnx.load(path)
+    for prop in proto.metadata_props:
+        if prop.key == "features":
+            features = json.loads(prop.value)
+            next(f for f in features if f["name"] == feature)["categories"].append(category)
+            prop.value = json.dumps(features)
+    return proto.SerializeToString()
+
+
+@pytest.mark.parametrize("model, feature, category", [("shop", "color", "purple"), ("zones", "zone", 4)])
+def test_a_category_the_metadata_lists_but_the_graph_refuses_fails_the_load(
+    request, make_client, tmp_path, model, feature, category
+):
+    served = request.getfixturevalue("shop_classifier" if model == "shop" else "zone_classifier")
+    path = tmp_path / "edited.onnx"
+    path.write_bytes(with_extra_category(served.path, feature, category))
+
+    with pytest.raises(ModelUnavailable, match=rf"lists {category!r} among the categories of {feature!r}, but the model fails on it") as refused:
+        model_from_bytes(path.read_bytes(), str(path))
+    assert refused.value.kind == INVALID_MODEL
+
+    # Served, the category passed the request's checks and failed inside the graph: a 500.
+    example = make_client(MODEL_URI=str(served.path)).get("/").json()["how_to_call"]["request"]["example"]
+    client = make_client(MODEL_URI=str(path))
+    response = client.post("/predict", json={**example, feature: category})
+    assert response.status_code == 503
