@@ -173,6 +173,11 @@ class Model:
         else:
             feeds = self._column_feeds(rows)
         output = self.session.run([self.output_name], feeds, self.run_options)[0]
+        if len(output) != len(rows):
+            # Answers paired with rows by position would go to the wrong requests, or to none.
+            raise RuntimeError(
+                f"the model answered {len(output)} rows of output to {len(rows)} rows of input"
+            )
         # A regressor's graph may give [N] rather than [N, 1].
         return output.reshape(-1, 1) if output.ndim == 1 else output
 
