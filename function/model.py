@@ -41,6 +41,7 @@ from function.signature import (
     SCORES_KEY,
     SKLEARN_VERSION_KEY,
     STRING,
+    TEXT_PLACEHOLDER,
     TYPED_FEATURES_KEY,
     VERSION_KEY,
     Batch,
@@ -334,16 +335,22 @@ def _trial(model: Model, uri: str) -> Prediction:
 
 
 def _check_categories(model: Model, row: list[Any], uri: str) -> None:
-    """Every category the metadata lists passes the request's checks, so the graph must take
-    it: one run of the example row with each category in turn, then one by one to name the
-    first the graph refuses."""
+    """Every category the metadata lists passes the request's checks, and any string does for a
+    string feature listed without categories, so the graph must take them: one run of the
+    example row with each in turn, then one by one to name the first the graph refuses."""
     variants, origins = [], []
     for index, feature in enumerate(model.signature.features):
-        for category in feature.categories or ():
+        if feature.categories is not None:
+            values = feature.categories
+        elif feature.type == STRING:
+            values = (TEXT_PLACEHOLDER,)
+        else:
+            continue
+        for value in values:
             variant = list(row)
-            variant[index] = feature.accept(category, "")
+            variant[index] = feature.accept(value, "")
             variants.append(variant)
-            origins.append((feature.name, category))
+            origins.append((feature, value))
     if not variants:
         return
     try:
@@ -351,14 +358,19 @@ def _check_categories(model: Model, row: list[Any], uri: str) -> None:
         return
     except Exception:
         pass
-    for variant, (name, category) in zip(variants, origins):
+    for variant, (feature, value) in zip(variants, origins):
         try:
             model.run([variant])
         except Exception as error:
-            shown = quoted(category) if type(category) is str else repr(category)
+            shown = quoted(value) if type(value) is str else repr(value)
+            promise = (
+                f"lists {shown} among the categories of {feature.name!r}"
+                if feature.categories is not None
+                else f"lists no categories: it takes any string for {feature.name!r}"
+            )
             raise ModelUnavailable(
-                f"cannot load model {uri}: metadata {TYPED_FEATURES_KEY!r} lists {shown} among "
-                f"the categories of {name!r}, but the model fails on it ({first_line(error)})",
+                f"cannot load model {uri}: metadata {TYPED_FEATURES_KEY!r} {promise}, but the "
+                f"model fails on {shown} ({first_line(error)})",
                 kind=INVALID_MODEL,
             ) from error
 

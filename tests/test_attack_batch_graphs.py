@@ -78,7 +78,7 @@ def test_a_category_the_metadata_lists_but_the_graph_refuses_fails_the_load(
     path = tmp_path / "edited.onnx"
     path.write_bytes(with_extra_category(served.path, feature, category))
 
-    with pytest.raises(ModelUnavailable, match=rf"lists {category!r} among the categories of {feature!r}, but the model fails on it") as refused:
+    with pytest.raises(ModelUnavailable, match=rf"lists {category!r} among the categories of {feature!r}, but the model fails on {category!r}") as refused:
         model_from_bytes(path.read_bytes(), str(path))
     assert refused.value.kind == INVALID_MODEL
 
@@ -125,3 +125,23 @@ def test_a_model_answering_fewer_rows_than_it_was_given_is_never_a_short_answer(
     # Not a 200 with one prediction for two rows; alone, such a row waited forever.
     assert response.status_code == 500
     assert client.post("/predict", json={"a": 1.0, "b": 1.0}).json() == {"prediction": 3.0}
+
+
+def test_a_string_feature_listed_without_categories_but_refusing_unknown_ones_fails_the_load(
+    shop_classifier, make_client, tmp_path
+):
+    # Without categories the metadata lets any string through to the graph.
+    proto = onnx.load(shop_classifier.path)
+    for prop in proto.metadata_props:
+        if prop.key == "features":
+            features = json.loads(prop.value)
+            del features[0]["categories"]
+            prop.value = json.dumps(features)
+    path = tmp_path / "any-string.onnx"
+    path.write_bytes(proto.SerializeToString())
+
+    with pytest.raises(ModelUnavailable, match=r"takes any string for 'color', but the model fails on 'text'"):
+        model_from_bytes(path.read_bytes(), str(path))
+
+    client = make_client(MODEL_URI=str(path))
+    assert client.post("/predict", json={"color": "purple", "size": 1.0, "weight": 2.0}).status_code == 503
