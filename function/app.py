@@ -350,6 +350,7 @@ class Service:
             # orjson refuses NaN, Infinity, invalid UTF-8 and nesting past 1024 levels.
             return orjson.loads(body)
         except orjson.JSONDecodeError as error:
+            _refuse_content_encoding(request.scope["headers"])
             raise BadRequest(f"expected a JSON body, got invalid JSON: {error}") from None
 
     async def _read_body(self, request: Request, declared: bytes | None) -> bytes:
@@ -399,6 +400,16 @@ def _check_content_type(raw: bytes | None, required: bool) -> None:
             f"expected Content-Type {JSON_MEDIA_TYPE}, got {quoted(content_type or 'none')}"
             " (with curl, add -H 'Content-Type: application/json')"
         )
+
+
+def _refuse_content_encoding(headers: list[tuple[bytes, bytes]]) -> None:
+    """Looked for only once a body fails to parse: the common request pays nothing for it."""
+    for name, value in headers:
+        if name == b"content-encoding" and value.strip().lower() != b"identity":
+            raise UnsupportedMediaType(
+                f"expected an uncompressed JSON body, got Content-Encoding "
+                f"{quoted(value.decode('latin-1'))}"
+            )
 
 
 def _too_large(limit: int, got: str) -> str:

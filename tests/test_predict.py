@@ -1,6 +1,7 @@
 """The function in-process, through functions-framework's own app: routes, answers, bad input."""
 
 import asyncio
+import gzip
 import json
 import math
 import os
@@ -456,3 +457,15 @@ def test_a_content_length_padded_with_zeros_is_its_value(monkeypatch, model_file
 
     assert code == 200, content
     assert json.loads(content)["target"] == "setosa"
+
+
+def test_a_compressed_body_is_refused_naming_its_content_encoding(client):
+    # tritonclient compresses with request_compression_algorithm="gzip"; the service does not.
+    body = gzip.compress(json.dumps(SEED_REQUEST).encode())
+
+    response = client.post(
+        "/inference/", content=body, headers={"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    )
+
+    assert response.status_code == 415
+    assert response.json()["error"] == "expected an uncompressed JSON body, got Content-Encoding 'gzip'"
