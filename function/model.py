@@ -318,18 +318,14 @@ def _trial(model: Model, uri: str) -> Prediction:
     # Rows are stacked into one run (a batch, or concurrent requests), so each must get its own
     # row of output: a graph of a fixed batch of 1, or one that reduces over the rows, does not.
     try:
-        pair = model.run([row, row])
+        model.run([row, row])  # `run` refuses an answer of another number of rows
     except Exception as error:
-        pair, failure = None, f"it fails ({first_line(error)})"
-    else:
-        failure = f"got an output of shape {list(pair.shape)}"
-    if pair is None or pair.shape[0] != 2:
         raise ModelUnavailable(
             f"cannot load model {uri}: expected the model to answer each of 2 rows run together "
-            f"(the example row twice), {failure}: "
-            "export it with a dynamic first dimension, one row of output per row of input",
+            f"(the example row twice), got {first_line(error)}: export it with a dynamic first "
+            "dimension, one row of output per row of input",
             kind=INVALID_MODEL,
-        )
+        ) from error
     _check_categories(model, row, uri)
     return model.predict(Batch([row], single=True))
 
