@@ -13,7 +13,7 @@ from bench.inprocess import request
 from function.app import Service
 from function.settings import Settings
 from tests.own_models import shop_rows
-from tests.test_attack_batch_graphs import rows_with_a_first_value_of_at_least_zero
+from tests.test_graphs_that_break_batching import rows_with_a_first_value_of_at_least_zero
 from tests.test_own_models import records
 
 NOT_FINITE = "the row: expected the model to give finite probabilities"
