@@ -12,7 +12,7 @@ from secure_endpoint.allowlist import AllowlistError, Network, parse_allowlist
 STACK_NAME = "secure-inference"
 DEFAULT_REGION = "asia-northeast1"
 REPOSITORY = "inference-on-secure-cloud-run"
-# One instance serves about 17,600 single-row requests a second at 16 connections (`make bench`),
+# One instance serves about 18,100 single-row requests a second at 16 connections (`make bench`),
 # about 0.06 ms each: 80 requests in flight keep a saturated instance's queue near 5 ms.
 DEFAULT_CONCURRENCY = 80
 DEFAULT_MAX_INSTANCES = 3
