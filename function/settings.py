@@ -2,8 +2,9 @@
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from function.errors import ConfigError
 from function.storage import is_gcs_uri, parse_gcs_uri
@@ -14,6 +15,8 @@ DEFAULT_MODEL_LOAD_TIMEOUT = 30.0
 DEFAULT_MODEL_MAX_BYTES = 256 * 1024 * 1024
 MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_PREDICTION_LOG_RATE = 0.0
+
+T = TypeVar("T", int, float)
 
 
 @dataclass(frozen=True)
@@ -56,39 +59,39 @@ def _model_uri(value: str) -> str:
 
 
 def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ConfigError(f"{name}: expected a positive whole number, got {raw!r}")
-    return value
+    return _number(environ, name, default, int, lambda v: v >= 1, "a positive whole number")
 
 
 def _positive_float(environ: Mapping[str, str], name: str, default: float) -> float:
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise ConfigError(f"{name}: expected a positive number of seconds, got {raw!r}")
-    return value
+    return _number(
+        environ, name, default, float, lambda v: math.isfinite(v) and v > 0,
+        "a positive number of seconds",
+    )  # fmt: skip
 
 
 def _fraction(environ: Mapping[str, str], name: str, default: float) -> float:
+    # NaN fails the comparison too.
+    return _number(
+        environ, name, default, float, lambda v: 0 <= v <= 1, "a fraction from 0 to 1, such as 0.01"
+    )
+
+
+def _number(
+    environ: Mapping[str, str],
+    name: str,
+    default: T,
+    parse: Callable[[str], T],
+    acceptable: Callable[[T], bool],
+    expected: str,
+) -> T:
+    """The variable parsed, or its default when unset; ConfigError naming it when unacceptable."""
     raw = environ.get(name, "").strip()
     if not raw:
         return default
     try:
-        value = float(raw)
+        value = parse(raw)
     except ValueError:
-        value = math.nan
-    if not 0 <= value <= 1:  # NaN fails too
-        raise ConfigError(f"{name}: expected a fraction from 0 to 1, such as 0.01, got {raw!r}")
+        value = None
+    if value is None or not acceptable(value):
+        raise ConfigError(f"{name}: expected {expected}, got {raw!r}")
     return value
