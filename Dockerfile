@@ -1,5 +1,6 @@
 # The inference service for Cloud Run: functions-framework serving `predict` on $PORT (5000).
-FROM python:3.11.7-slim-bookworm
+# The newest 3.11 patch release the official images publish on Debian 12 (3.11.15, June 2026).
+FROM python:3.11.15-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -8,9 +9,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Dependencies first: this layer is rebuilt only when requirements.txt changes.
-COPY requirements.txt .
-RUN pip install --no-cache-dir -r requirements.txt
+# Dependencies first: this layer is rebuilt only when they change. The lock pins every package,
+# transitive ones included, at the versions the tests ran with; --no-deps installs exactly that set.
+COPY requirements.lock .
+RUN pip install --no-cache-dir --no-deps -r requirements.lock && pip check
 
 COPY main.py .
 COPY function/ function/

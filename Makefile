@@ -17,6 +17,8 @@ PORT ?= 5000
 MODEL := artifacts/model.onnx
 SPACE := $(subst ,, )
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
+# Every virtualenv installs the serving image's packages at the versions the image gets.
+LOCKED := -c requirements.lock
 # The serving stack (settings.STACK_NAME) and the one that prepares a new project for it.
 SERVING_STACK := secure-inference
 BOOTSTRAP_STACK := bootstrap
@@ -25,7 +27,7 @@ STACK ?= all
 SEED_CURL := curl -X POST http://localhost:$(PORT)/inference/ -H 'Content-Type: application/json' \
 	-d '{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}'
 
-.PHONY: help run run-port-free test train export upload publish bootstrap synth synth-hcl deploy destroy check-ip endpoint verify bench debian-deps
+.PHONY: help run run-port-free test lock train export upload publish bootstrap synth synth-hcl deploy destroy check-ip endpoint verify bench debian-deps
 
 help:
 	@echo "make run     train if needed, then serve predict on http://$(HOST):$(PORT)"
@@ -43,6 +45,7 @@ help:
 	@echo "make endpoint  the deployed addresses, URL, DNS records and curl commands"
 	@echo "make verify    compare the live policy and every way to the service with the code"
 	@echo "make bench     the serving benchmark; writes bench/results/latest.{json,md,png}"
+	@echo "make lock      after changing requirements.txt: pin what it pulls in (requirements.lock)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -71,17 +74,26 @@ debian-deps:
 	fi
 
 # Stamps: reinstall only when a requirements file changes.
-$(VENV)/.serve-deps: requirements.txt requirements-train.txt | $(BIN)/python
-	$(PIP) -r requirements-train.txt
+$(VENV)/.serve-deps: requirements.txt requirements.lock requirements-train.txt | $(BIN)/python
+	$(PIP) -r requirements-train.txt $(LOCKED)
 	touch $@
 
-$(VENV)/.dev-deps: requirements.txt requirements-train.txt requirements-infra.txt requirements-dev.txt | $(BIN)/python
-	$(PIP) -r requirements-dev.txt
+$(VENV)/.dev-deps: requirements.txt requirements.lock requirements-train.txt requirements-infra.txt requirements-dev.txt | $(BIN)/python
+	$(PIP) -r requirements-dev.txt $(LOCKED)
 	touch $@
 
-$(VENV)/.infra-deps: requirements-infra.txt | $(BIN)/python
-	$(PIP) -r requirements-infra.txt
+$(VENV)/.infra-deps: requirements-infra.txt requirements.lock | $(BIN)/python
+	$(PIP) -r requirements-infra.txt $(LOCKED)
 	touch $@
+
+# After a change to requirements.txt: resolve it alone in a fresh virtualenv and lock what it pulls in.
+LOCK_VENV := .venv-lock
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(LOCK_VENV)/bin/python -m tools.serving_lock --write
+	rm -rf $(LOCK_VENV)
 
 $(CHECKOV_VENV)/.installed: requirements-checkov.txt
 	$(PYTHON) -m venv $(CHECKOV_VENV)

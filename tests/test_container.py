@@ -6,6 +6,7 @@ import subprocess
 import pytest
 
 from tests.helpers import BIN, ROOT
+from tools import serving_lock
 from tests.test_server import dockerfile_instruction
 
 
@@ -31,7 +32,7 @@ def test_dependencies_install_before_the_code_is_copied():
     install = next(i for i, line in enumerate(lines) if "pip install" in line)
     first_code = next(i for i, line in enumerate(lines) if line.startswith("COPY main.py"))
 
-    assert copies[0] == "requirements.txt ."
+    assert copies[0] == "requirements.lock ."
     assert install < first_code
 
 
@@ -59,6 +60,29 @@ def test_build_context_leaves_out(path):
     assert excluded_by_dockerignore(path)
 
 
-@pytest.mark.parametrize("path", ["requirements.txt", "main.py", "function/app.py", "function/model.py"])
+@pytest.mark.parametrize("path", ["requirements.lock", "main.py", "function/app.py", "function/model.py"])
 def test_build_context_keeps(path):
     assert not excluded_by_dockerignore(path)
+
+
+def test_the_image_installs_exactly_the_locked_set():
+    (run,) = [line for line in dockerfile_instruction("RUN") if "pip install" in line]
+
+    assert "--no-deps -r requirements.lock" in run
+    assert "pip check" in run
+
+
+def test_the_lock_is_the_tested_set_of_what_requirements_txt_pulls_in():
+    """Every package the service needs, transitive ones included, at the version tested here:
+    a requirements.txt bump without `make lock` fails here rather than in the image."""
+    locked = serving_lock.LOCK.read_text()
+
+    assert locked == serving_lock.render(serving_lock.closure(serving_lock.requirements()))
+    for requirement in serving_lock.requirements():
+        assert f"\n{serving_lock.canonical(requirement.name)}=={next(iter(requirement.specifier)).version}\n" in locked
+
+
+def test_the_lock_names_no_training_or_test_package():
+    names = {line.split("==")[0] for line in serving_lock.LOCK.read_text().splitlines() if "==" in line}
+
+    assert not names & {"scikit-learn", "skl2onnx", "pandas", "pytest", "onnx", "cdktf", "cdktn"}

@@ -421,7 +421,7 @@ def test_every_other_error_is_json(client, method, path):
         assert "error" in response.json()
 
 
-# The serving image installs requirements.txt only: neither of these is in it.
+# The serving image installs requirements.lock only: neither of these is in it.
 TRAINING_ONLY_MODULES = ("pandas", "sklearn")
 
 
