@@ -17,8 +17,8 @@ PORT ?= 5000
 MODEL := artifacts/model.onnx
 SPACE := $(subst ,, )
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
-# Every virtualenv installs the serving image's packages at the versions the image gets.
-LOCKED := -c requirements.lock
+# Every virtualenv installs each package, transitive ones too, at the version the tests ran with.
+LOCKED := -c requirements-dev.lock
 # The serving stack (settings.STACK_NAME) and the one that prepares a new project for it.
 SERVING_STACK := secure-inference
 BOOTSTRAP_STACK := bootstrap
@@ -45,7 +45,7 @@ help:
 	@echo "make endpoint  the deployed addresses, URL, DNS records and curl commands"
 	@echo "make verify    compare the live policy and every way to the service with the code"
 	@echo "make bench     the serving benchmark; writes bench/results/latest.{json,md,png}"
-	@echo "make lock      after changing requirements.txt: pin what it pulls in (requirements.lock)"
+	@echo "make lock      after changing a requirements file: pin what it pulls in (requirements*.lock)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -74,24 +74,26 @@ debian-deps:
 	fi
 
 # Stamps: reinstall only when a requirements file changes.
-$(VENV)/.serve-deps: requirements.txt requirements.lock requirements-train.txt | $(BIN)/python
+$(VENV)/.serve-deps: requirements.txt requirements-dev.lock requirements-train.txt | $(BIN)/python
 	$(PIP) -r requirements-train.txt $(LOCKED)
 	touch $@
 
-$(VENV)/.dev-deps: requirements.txt requirements.lock requirements-train.txt requirements-infra.txt requirements-dev.txt | $(BIN)/python
+$(VENV)/.dev-deps: requirements.txt requirements-dev.lock requirements-train.txt requirements-infra.txt requirements-dev.txt | $(BIN)/python
 	$(PIP) -r requirements-dev.txt $(LOCKED)
 	touch $@
 
-$(VENV)/.infra-deps: requirements-infra.txt requirements.lock | $(BIN)/python
+$(VENV)/.infra-deps: requirements-infra.txt requirements-dev.lock | $(BIN)/python
 	$(PIP) -r requirements-infra.txt $(LOCKED)
 	touch $@
 
-# After a change to requirements.txt: resolve it alone in a fresh virtualenv and lock what it pulls in.
+# After a change to any requirements file: resolve what the tests install, unconstrained, in a fresh
+# virtualenv, and lock it all, and apart the part that requirements.txt pulls in for the image (the
+# training side's pins, such as protobuf's, hold for the image too: it is the set the tests run).
 LOCK_VENV := .venv-lock
 lock:
 	rm -rf $(LOCK_VENV)
 	$(PYTHON) -m venv $(LOCK_VENV)
-	$(LOCK_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(LOCK_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	$(LOCK_VENV)/bin/python -m tools.serving_lock --write
 	rm -rf $(LOCK_VENV)
 

@@ -86,3 +86,12 @@ def test_the_lock_names_no_training_or_test_package():
     names = {line.split("==")[0] for line in serving_lock.LOCK.read_text().splitlines() if "==" in line}
 
     assert not names & {"scikit-learn", "skl2onnx", "pandas", "pytest", "onnx", "cdktf", "cdktn"}
+
+
+def test_the_dev_lock_is_the_tested_set_and_agrees_with_the_image():
+    dev = serving_lock.DEV_LOCK.read_text()
+    pins = lambda text: {line for line in text.splitlines() if "==" in line}  # noqa: E731
+
+    assert dev == serving_lock.render_dev()
+    assert pins(serving_lock.LOCK.read_text()) <= pins(dev)
+    assert "\nscipy==" in dev, "the training side's transitive packages are locked too"
