@@ -2,7 +2,8 @@
 
 Terraform evaluates `${…}` and `%{…}` in every string of the JSON it is given, so a setting that
 carried one would be an expression, run at plan with the deployer's credentials. None of these
-grammars admits `$`, `%`, `{` or `}`; text that is free by nature goes through `literal` instead.
+grammars admits `$`, `%`, `{` or `}`; text that is free by nature goes through
+`free_text.literal` instead.
 
 Each parser takes the stripped value and returns it (or what it stands for), or raises Invalid
 saying what was expected and what was received, without the variable's name.
@@ -90,9 +91,9 @@ def bucket(value: str) -> str:
 def gs_uri(value: str) -> str:
     """`gs://bucket/object`: a bucket by its rules and a plain object name."""
     bucket_name, _, name = value.removeprefix(GCS_SCHEME).partition("/")
-    refuse_placeholder(bucket_name)
     if not value.startswith(GCS_SCHEME) or not bucket_name:
         raise Invalid(f"expected the model's Cloud Storage URI, gs://bucket/object, got {value!r}")
+    refuse_placeholder(bucket_name)
     problem = bucket_name_problem(bucket_name)
     if problem is None:
         problem = object_name_problem(name)
@@ -121,13 +122,3 @@ def image(value: str) -> str:
     if digest and digest.startswith("sha256:") and not _SHA256.fullmatch(digest):
         raise Invalid(f"{expected}, a sha256 digest of 64 lowercase hex digits, got {value!r}")
     return value
-
-
-def literal(text: str) -> str:
-    """Free text as Terraform reads it literally: `${` and `%{` escaped as `$${` and `%%{`."""
-    return text.replace("${", "$${").replace("%{", "%%{")
-
-
-def unliteral(text: str) -> str:
-    """What `literal` was given, from what Terraform was given."""
-    return text.replace("$${", "${").replace("%%{", "%{")
