@@ -192,8 +192,10 @@ deploy destroy: settings-$(SERVING_STACK) $(VENV)/.infra-deps node_modules/.inst
 # Scripts that need the verdict as a status run `python cdktf/ops.py check-ip`, which exits 1 for
 # a denied address; 2 (a bad address, no policy) stops make here too.
 CHECK_IP_DENIED := 1
+# Where cdktf synth writes (cdktf.json's default); check-ip reads the policy there.
+CDKTF_OUT ?= cdktf.out
 check-ip: $(VENV)/.infra-deps node_modules/.installed
-	@STACK=$(SERVING_STACK) $(BIN)/python cdktf/ops.py check-ip $(IP) || [ $$? -eq $(CHECK_IP_DENIED) ]
+	@STACK=$(SERVING_STACK) $(BIN)/python cdktf/ops.py --out "$(CDKTF_OUT)" check-ip $(IP) || [ $$? -eq $(CHECK_IP_DENIED) ]
 
 endpoint verify: $(VENV)/.infra-deps
 	$(BIN)/python cdktf/ops.py $@
