@@ -1,6 +1,7 @@
 """Bad settings stop the real make targets in one line, before cdktf or anything slow starts."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -176,3 +177,23 @@ def test_the_settings_check_prints_one_line_per_bad_setting(tmp_path):
         "error: MODEL_URI: required; expected the model's Cloud Storage URI, gs://bucket/object "
         "(`make publish` prints it), got nothing",
     ]
+
+
+# Steps other targets run first; not commands a user types.
+INTERNAL_TARGETS = {"help", "run-port-free", "debian-deps", "settings-upload"}
+
+
+def test_plain_make_lists_every_target_a_user_runs():
+    # Rules, not the Python of a `define … endef` block.
+    makefile = re.sub(r"^define .*?^endef$", "", (ROOT / "Makefile").read_text(), flags=re.MULTILINE | re.DOTALL)
+    defined = {
+        target
+        for line in re.findall(r"^([a-z][a-z0-9 -]*):(?!=)", makefile, re.MULTILINE)
+        for target in line.split()
+    }
+    result = run(["make"], {})
+
+    listed = set(re.findall(r"^make ([a-z][a-z0-9-]*)", result.stdout, re.MULTILINE))
+    assert result.returncode == 0
+    assert len(defined) > 10
+    assert listed == defined - INTERNAL_TARGETS
