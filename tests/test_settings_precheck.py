@@ -59,6 +59,7 @@ def lines(result: subprocess.CompletedProcess) -> list[str]:
          "got 'gs://your-bucket/iris/model.onnx': that is the documentation's placeholder"),
         ("upload", {"MODEL_URI": ""}, "MODEL_URI: expected gs://bucket/object, got ''"),
         ("upload", {"MODEL_URI": "gs://b/iris/model.onnx"}, "got 'gs://b/iris/model.onnx': 3 to 222 characters"),
+        ("upload", {"MODEL_URI": "gs://demo-models/iris/%{ if true }x%{ endif }"}, "expected a plain object name"),
     ],
 )  # fmt: skip
 def test_a_bad_setting_stops_the_target_in_one_line_before_cdktf(target, env, message):
