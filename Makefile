@@ -39,9 +39,11 @@ help:
 	@echo "make publish upload $(MODEL) (or MODEL=...) to gs://\$$MODEL_BUCKET/models/<name>/<version>/, never overwriting"
 	@echo "make bootstrap  APIs, buckets, image repository and build account on a new project"
 	@echo "make synth   cdktf synth: cdktf.out/stacks/{$(BOOTSTRAP_STACK),$(SERVING_STACK)}/cdk.tf.json"
+	@echo "make synth-hcl  the same stacks as Terraform HCL: cdktf.out/stacks/*/cdk.tf"
 	@echo "make deploy  cdktf deploy $(SERVING_STACK) (needs Google Cloud credentials)"
 	@echo "make destroy cdktf destroy $(SERVING_STACK); the bootstrap stays"
 	@echo "make check-ip IP=a.b.c.d  which Cloud Armor rule of the synthesized policy an address hits"
+	@echo "             (python cdktf/ops.py check-ip a.b.c.d exits 1 when one is denied, for scripts)"
 	@echo "make endpoint  the deployed addresses, URL, DNS records and curl commands"
 	@echo "make verify    compare the live policy and every way to the service with the code"
 	@echo "make bench     the serving benchmark; writes bench/results/latest.{json,md,png}"
@@ -130,7 +132,15 @@ settings-upload: | $(BIN)/python
 settings-%: | $(BIN)/python
 	$(call refuse_bad_settings,$(BIN)/python cdktf/main.py --check $*)
 
-refuse_bad_settings = $(call refuse,$(strip $(patsubst error:%,%,$(shell env $(command_line_variables) $(1) 2>&1 >/dev/null))))
+# The check prints one `error: …` line per bad setting. $(shell) would join them with spaces, so
+# they come back joined by RS (\036, never in a message: values are quoted with repr) and reach
+# $(error) one a line.
+RS := $(shell printf '\036')
+define newline
+
+
+endef
+refuse_bad_settings = $(call refuse,$(subst $(RS),$(newline),$(shell env $(command_line_variables) $(1) 2>&1 >/dev/null | sed 's/^error: //' | paste -s -d '$(RS)')))
 # GNU make before 4.4 starts $(shell …) in the environment make itself started in, without the
 # variables given on its command line: each is passed on, single-quoted for the shell.
 command_line_variables = $(foreach name,$(.VARIABLES),$(if $(findstring command line,$(origin $(name))),$(name)='$(subst ','\'',$($(name)))'))
@@ -192,8 +202,14 @@ synth-hcl: settings-$(STACK) $(VENV)/.infra-deps node_modules/.installed
 deploy destroy: settings-$(SERVING_STACK) $(VENV)/.infra-deps node_modules/.installed
 	STACK=$(SERVING_STACK) $(CDKTF) $@ $(SERVING_STACK)
 
+# A denied address is an answer, not a failure: make exits 0 once the verdict is printed.
+# Scripts that need the verdict as a status run `python cdktf/ops.py check-ip`, which exits 1 for
+# a denied address; 2 (a bad address, no policy) stops make here too.
+CHECK_IP_DENIED := 1
+# Where cdktf synth writes (cdktf.json's default); check-ip reads the policy there.
+CDKTF_OUT ?= cdktf.out
 check-ip: $(VENV)/.infra-deps node_modules/.installed
-	STACK=$(SERVING_STACK) $(BIN)/python cdktf/ops.py check-ip $(IP)
+	@STACK=$(SERVING_STACK) $(BIN)/python cdktf/ops.py --out "$(CDKTF_OUT)" check-ip $(IP) || [ $$? -eq $(CHECK_IP_DENIED) ]
 
 endpoint verify: $(VENV)/.infra-deps
 	$(BIN)/python cdktf/ops.py $@

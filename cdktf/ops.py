@@ -20,13 +20,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-from secure_endpoint.armor import PolicyError, check_policy, decide
-from secure_endpoint.live import Live, LiveError, drift, endpoint_report
-from secure_endpoint.plan import CANARY_HEADER, CANARY_HEADER_VALUE, POLICY_NAME, plan_routing
-from secure_endpoint.settings import EndpointSettings, SettingsError
-from secure_endpoint.synthesized import NoPolicy, load_policy, staleness
-
 ROOT = Path(__file__).resolve().parent.parent
+# The storage naming rules the settings use (training.buckets) live beside cdktf/.
+if str(ROOT) not in sys.path:
+    sys.path.append(str(ROOT))
+
+from secure_endpoint.allowlist import AllowlistError, refuse_zone_id  # noqa: E402
+from secure_endpoint.armor import PolicyError, check_policy, decide  # noqa: E402
+from secure_endpoint.live import Live, LiveError, drift, endpoint_report  # noqa: E402
+from secure_endpoint.plan import CANARY_HEADER, CANARY_HEADER_VALUE, POLICY_NAME, plan_routing  # noqa: E402
+from secure_endpoint.settings import EndpointSettings, SettingsError  # noqa: E402
+from secure_endpoint.synthesized import NoPolicy, load_policy, staleness  # noqa: E402
+
 CDKTF = ROOT / "node_modules" / ".bin" / "cdktf"
 REQUIRED = ("PROJECT_ID", "MODEL_URI", "ALLOWED_IP_RANGES")
 EXIT_ALLOWED, EXIT_DENIED, EXIT_BAD_INPUT = 0, 1, 2
@@ -46,7 +51,8 @@ def synthesized_policy(outdir: Path):
             raise OpsError(str(error)) from None
         if not outdir.exists():
             raise OpsError(
-                f"{error}; without settings there must be a synthesized policy, and {outdir} does not exist"
+                f"{REQUIRED[0]}: required, with {' and '.join(REQUIRED[1:])}, to synthesize the "
+                f"policy; without settings there must be a synthesized policy, and {outdir} does not exist"
             ) from None
         print(f"note: {', '.join(REQUIRED)} not set; using the policy last synthesized in {outdir}")
         settings = None
@@ -82,6 +88,12 @@ def check_ip(addresses: list[str], outdir: Path) -> int:
     tokens = [token for raw in addresses for token in raw.replace(",", " ").split()]
     if not tokens:
         raise OpsError("expected at least one address: make check-ip IP=203.0.113.4")
+    for token in tokens:
+        # Python reads `2001:db8::5%eth0` as an address; the allowlist refuses it, and so does this.
+        try:
+            refuse_zone_id(token)
+        except AllowlistError as error:
+            raise OpsError(str(error)) from None
     rules = synthesized_policy(outdir)
     try:
         check_policy(rules)
@@ -166,7 +178,9 @@ def main(argv: list[str] | None = None, live_factory=Live.with_default_credentia
             return endpoint(live_factory)
         return verify(live_factory)
     except (OpsError, LiveError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        # A SettingsError holds one line per bad setting.
+        for line in str(error).splitlines():
+            print(f"error: {line}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
 

@@ -18,6 +18,24 @@ DEFAULT_PREDICTION_LOG_RATE = 0.0
 
 T = TypeVar("T", int, float)
 
+# Every variable the service reads, as the settings reference (docs/settings.md) lists it:
+# (name, default, meaning). A test fails when from_env reads one that is not here.
+REFERENCE = (
+    ("MODEL_URI", f"`{DEFAULT_MODEL_URI}`", "`gs://bucket/object` or a local path to the ONNX model"),
+    ("MAX_BATCH_ROWS", f"`{DEFAULT_MAX_BATCH_ROWS}`", "most rows in one batch request"),
+    ("MODEL_LOAD_TIMEOUT", f"`{DEFAULT_MODEL_LOAD_TIMEOUT:g}`",
+     "seconds the whole model fetch may take: connecting, the status line and headers, every "
+     "retry and the body; for a local path (such as a Cloud Storage FUSE mount), the open and "
+     "every read"),
+    ("MODEL_MAX_BYTES", f"`{DEFAULT_MODEL_MAX_BYTES}` (256 MiB)",
+     "largest model file accepted, local or in Cloud Storage; checked before the body is read; "
+     "memory grows with the bytes read, not with the cap"),
+    ("PREDICTION_LOG_RATE", "`0`",
+     "fraction of answered predictions logged, each as one entry with the rows, the answers and "
+     "the model's name and version (`0.01`: one in a hundred)"),
+    ("GOOGLE_CLOUD_PROJECT", "unset", "attaches the request's trace to log entries"),
+)  # fmt: skip
+
 
 @dataclass(frozen=True)
 class Settings:

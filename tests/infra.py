@@ -4,7 +4,7 @@ import json
 import re
 from typing import Any
 
-BASE_ENV = {"PROJECT_ID": "p", "MODEL_URI": "gs://b/model.onnx", "ALLOWED_IP_RANGES": "203.0.113.4"}
+BASE_ENV = {"PROJECT_ID": "p", "MODEL_URI": "gs://demo-models/model.onnx", "ALLOWED_IP_RANGES": "203.0.113.4"}
 
 
 class Synthesized:

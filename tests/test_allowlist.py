@@ -168,7 +168,7 @@ def test_settings_defaults():
 
     assert settings.region == DEFAULT_REGION
     assert settings.image == f"{DEFAULT_REGION}-docker.pkg.dev/p/inference-on-secure-cloud-run/inference:latest"
-    assert settings.model_bucket == "b"
+    assert settings.model_bucket == "demo-models"
     assert (settings.domain, settings.state_bucket, settings.deletion_protection) == (None, None, False)
     assert (settings.min_instances, settings.waf_rules, settings.rate_limit_per_minute) == (0, True, None)
 
@@ -178,10 +178,10 @@ def test_settings_defaults():
     [
         ("PROJECT_ID", "", "PROJECT_ID: required"),
         ("PROJECT_ID", "My Project", "PROJECT_ID: expected a Google Cloud project id, got 'My Project'"),
-        ("MODEL_URI", "", "MODEL_URI: expected the model's Cloud Storage URI, gs://bucket/object, got ''"),
+        ("MODEL_URI", "", "MODEL_URI: required; expected the model's Cloud Storage URI, gs://bucket/object"),
         ("MODEL_URI", "artifacts/model.onnx", "got 'artifacts/model.onnx'"),
         ("MODEL_URI", "gs://bucket", "got 'gs://bucket'"),
-        ("ALLOWED_IP_RANGES", "", "ALLOWED_IP_RANGES: expected"),
+        ("ALLOWED_IP_RANGES", "", "ALLOWED_IP_RANGES: required; expected the addresses or CIDRs allowed in"),
         ("ALLOWED_IP_RANGES", "your ip address", "ALLOWED_IP_RANGES: expected your own addresses"),
         ("ALLOWED_IP_RANGES", "203.0.113.4 192.168.1.10", "ALLOWED_IP_RANGES: expected public addresses, got '192.168.1.10'"),
         ("ALLOWED_IP_RANGES", "0.0.0.0/1,128.0.0.0/1", "ALLOWED_IP_RANGES: expected IPv4 ranges no wider than /8, got '0.0.0.0/1'"),

@@ -195,8 +195,8 @@ def test_bootstrap_state_moves_into_the_state_bucket_when_asked():
         ({"PROJECT_ID": "example.com:p"}, "PROJECT_ID: the bootstrap names its buckets after the project"),
         ({"MODEL_BUCKET": "YOUR_BUCKET"}, "MODEL_BUCKET: expected your own value, got the placeholder 'YOUR_BUCKET'"),
         ({"MODEL_BUCKET": "models.example.com"}, "MODEL_BUCKET: expected a new bucket's name"),
-        ({"MODEL_BUCKET": "ab"}, "MODEL_BUCKET: expected a new bucket's name"),
-        ({"MODEL_BUCKET": "google-models"}, "MODEL_BUCKET: bucket names cannot start with 'goog'"),
+        ({"MODEL_BUCKET": "ab"}, "MODEL_BUCKET: expected a Cloud Storage bucket name, got 'ab': 3 to 222 characters"),
+        ({"MODEL_BUCKET": "google-models"}, "MODEL_BUCKET: expected a Cloud Storage bucket name, got 'google-models': Cloud Storage refuses bucket names that begin with 'goog'"),
         ({"TF_STATE_BUCKET": "Upper"}, "TF_STATE_BUCKET: expected a Cloud Storage bucket name, got 'Upper'"),
         ({"REGION": "tokyo"}, "REGION: expected a region"),
         ({"BOOTSTRAP_STATE_IN_BUCKET": "maybe"}, "BOOTSTRAP_STATE_IN_BUCKET: expected true or false"),
@@ -325,3 +325,30 @@ def test_checkov_fails_the_bootstrap_only_on_the_accepted_checks(bootstrap_alone
     for failed in report["results"]["failed_checks"]:
         accepted = ACCEPTED_CHECKS.get(failed["check_id"], set())
         assert any(failed["resource"].startswith(prefix) for prefix in accepted), failed["check_id"] + " " + failed["resource"]
+
+
+@pytest.mark.parametrize(
+    ("project", "bucket", "found"),
+    [
+        ("acme-google-x", "acme-google-x_cloudbuild", "'google'"),
+        ("acme-g00gle-x", "acme-g00gle-x_cloudbuild", "'g00gle'"),
+        ("goog-tools", "goog-tools_cloudbuild", None),
+    ],
+)  # fmt: skip
+def test_a_project_whose_buckets_cloud_storage_would_refuse_is_named_with_the_rule(project, bucket, found):
+    # TF_STATE_BUCKET given: the build source bucket is named after the project all the same.
+    with pytest.raises(SettingsError) as raised:
+        BootstrapSettings.from_env({"PROJECT_ID": project, "MODEL_BUCKET": "p-models", "TF_STATE_BUCKET": "p-state"})
+
+    (line,) = raised.value.lines
+    assert line.startswith(f"PROJECT_ID: the bootstrap names a bucket after the project, {bucket!r}, which Cloud Storage would refuse: ")
+    if found:
+        assert f"contain 'google' or a close misspelling such as 'g00gle' (this one contains {found})" in line
+    else:
+        assert "Cloud Storage refuses bucket names that begin with 'goog'" in line
+
+
+@pytest.mark.parametrize("bucket", ["my-google-models", "models-g00gle", "goog-models", "team-gooogle-x"])
+def test_bucket_names_cloud_storage_refuses_are_refused_at_the_bootstrap(bucket):
+    with pytest.raises(SettingsError, match=rf"^MODEL_BUCKET: expected a Cloud Storage bucket name, got '{bucket}': Cloud Storage refuses"):
+        BootstrapSettings.from_env({"PROJECT_ID": "p", "MODEL_BUCKET": bucket})

@@ -42,7 +42,7 @@ GRANT = "google_storage_bucket_iam_member"
 WAIT = "time_sleep"
 POLICY = "google_compute_security_policy"
 STABLE_MODEL = BASE_ENV["MODEL_URI"]
-CANARY_MODEL = "gs://b/models/iris/cd827946f6342979/model.onnx"
+CANARY_MODEL = "gs://demo-models/models/iris/cd827946f6342979/model.onnx"
 OTHER_BUCKET_MODEL = "gs://other-models/models/iris/cd827946f6342979/model.onnx"
 # Two canary shapes, three synths in all: HTTP with the canary's model beside the stable one;
 # HTTPS and IPv6 (the `https` settings of test_infra, plus a canary) with the model in another
@@ -119,8 +119,8 @@ def test_canary_settings_give_two_arms_whose_shares_add_up_to_100():
         ({**CANARY, "CANARY_PERCENT": "2.5"}, "CANARY_PERCENT: expected a whole number from 1 to 99, got '2.5'"),
         ({**CANARY, "CANARY_MODEL_URI": "models/v2.onnx"},
          "CANARY_MODEL_URI: expected the model's Cloud Storage URI, gs://bucket/object, got 'models/v2.onnx'"),
-        ({**CANARY, "CANARY_MODEL_URI": "gs://b/models/"},
-         "CANARY_MODEL_URI: expected the model's Cloud Storage URI, gs://bucket/object, got 'gs://b/models/'"),
+        ({**CANARY, "CANARY_MODEL_URI": "gs://demo-models/models/"},
+         "CANARY_MODEL_URI: expected the model's Cloud Storage URI, gs://bucket/object, got 'gs://demo-models/models/'"),
         ({**CANARY, "CANARY_MODEL_URI": f" {STABLE_MODEL} "},
          f"CANARY_MODEL_URI: expected another model than MODEL_URI, got the same '{STABLE_MODEL}'"),
     ],
@@ -175,14 +175,14 @@ def test_the_canary_is_a_second_locked_service_with_its_own_model_and_the_same_i
 @pytest.mark.parametrize("shape", ["canary", "canary_https"])
 def test_each_arm_has_its_own_account_grant_wait_neg_and_backend(request, shape):
     stack = request.getfixturevalue(shape)
-    canary_bucket = "b" if shape == "canary" else "other-models"
+    canary_bucket = "demo-models" if shape == "canary" else "other-models"
 
     accounts = by_name_of(stack, SA, "account_id")
     assert set(accounts) == {"inference-run", "inference-canary-run"}
     grants = {grant["member"]: grant for grant in stack.resources(GRANT).values()}
     stable_member = f"${{{SA}.{key_of(stack, SA, 'account_id', 'inference-run')}.member}}"
     canary_member = f"${{{SA}.{key_of(stack, SA, 'account_id', 'inference-canary-run')}.member}}"
-    assert (grants[stable_member]["bucket"], grants[canary_member]["bucket"]) == ("b", canary_bucket)
+    assert (grants[stable_member]["bucket"], grants[canary_member]["bucket"]) == ("demo-models", canary_bucket)
     assert {g["role"] for g in grants.values()} == {"roles/storage.objectViewer"}
 
     services = {s["name"]: (key, s) for key, s in stack.resources(RUN).items()}

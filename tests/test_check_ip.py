@@ -2,16 +2,20 @@
 
 import ipaddress
 import json
+import os
 import re
+import subprocess
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ops
+from secure_endpoint.allowlist import AllowlistError, parse_allowlist
 from secure_endpoint.armor import PolicyError, Rule, check_policy, decide, rules_from_terraform
 from secure_endpoint.settings import EndpointSettings
-from secure_endpoint.synthesized import SETTINGS_FILE, record_settings, staleness, stack_file
+from secure_endpoint.synthesized import SETTINGS_FILE, SOURCES, record_settings, staleness, stack_file
+from tests.helpers import ROOT
 from tests.infra import BASE_ENV
 from tests.test_allowlist import ranges
 
@@ -273,3 +277,71 @@ def test_synthesized_output_is_stale_when_settings_change(synthesized_out):
 
     assert staleness(synthesized_out, changed) == "the settings changed since the last synth"
     assert staleness(synthesized_out / "elsewhere", changed).startswith("nothing synthesized")
+
+
+def test_cli_refuses_a_zone_id_as_the_allowlist_does(synthesized_out, capsys):
+    with pytest.raises(AllowlistError) as refused:
+        parse_allowlist("2001:db8::5%eth0")
+
+    assert ops.main(["--out", str(synthesized_out), "check-ip", "2001:db8::5%eth0"]) == 2
+
+    captured = capsys.readouterr()
+    assert captured.err == f"error: {refused.value}\n"
+    assert "allow" not in captured.out
+
+
+def make_check_ip(out, *addresses: str) -> subprocess.CompletedProcess:
+    """The real `make check-ip`; the install stamps are taken as made (nothing installs)."""
+    return subprocess.run(
+        ["make", "-o", ".venv/.infra-deps", "-o", "node_modules/.installed", "check-ip",
+         f"IP={' '.join(addresses)}", f"CDKTF_OUT={out}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={**os.environ, **BASE_ENV, "MAKEFLAGS": "", "MAKELEVEL": ""},
+    )  # fmt: skip
+
+
+def test_make_check_ip_answers_a_denied_address_without_an_error(synthesized_out):
+    denied = make_check_ip(synthesized_out, "198.51.100.7")
+    allowed = make_check_ip(synthesized_out, "203.0.113.4")
+
+    assert (denied.returncode, allowed.returncode) == (0, 0)
+    assert "198.51.100.7  deny(403)  rule 2147483647 (default: deny everyone else)" in denied.stdout
+    assert "203.0.113.4  allow" in allowed.stdout
+    for result in (denied, allowed):
+        assert "Error" not in result.stdout + result.stderr and result.stderr == ""
+
+
+def test_make_check_ip_stops_on_a_zone_id(synthesized_out):
+    result = make_check_ip(synthesized_out, "2001:db8::5%eth0")
+
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "with a zone id" in errors[0]
+    assert "allow" not in result.stdout
+
+
+def test_check_ip_synthesizes_again_once_the_code_is_newer_than_its_output(synthesized_out, capsys):
+    stack = stack_file(synthesized_out)
+    newest_source = max(path.stat().st_mtime for path in SOURCES.parent.rglob("*.py"))
+    # As if every source file had been edited after this synth.
+    os.utime(stack, (newest_source - 60, newest_source - 60))
+    assert staleness(synthesized_out, EndpointSettings.from_env(BASE_ENV)) == (
+        "the infrastructure code changed since the last synth"
+    )
+
+    assert ops.main(["--out", str(synthesized_out), "check-ip", "203.0.113.4"]) == 0
+
+    out = capsys.readouterr().out
+    assert "synthesizing first: the infrastructure code changed since the last synth" in out
+    assert stack.stat().st_mtime > newest_source
+    assert "203.0.113.4  allow" in out
+
+
+def test_check_ip_does_not_synthesize_when_nothing_changed(synthesized_out, capsys):
+    stack = stack_file(synthesized_out)
+    made = stack.stat().st_mtime_ns
+
+    assert ops.main(["--out", str(synthesized_out), "check-ip", "203.0.113.4"]) == 0
+
+    assert "synthesizing" not in capsys.readouterr().out
+    assert stack.stat().st_mtime_ns == made

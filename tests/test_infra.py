@@ -107,7 +107,7 @@ def test_cloud_run_runs_the_image_with_the_model_uri(plain, synth):
     default = EndpointSettings.from_env(BASE_ENV).image
     assert default == "asia-northeast1-docker.pkg.dev/p/inference-on-secure-cloud-run/inference:latest"
     assert plain.json["data"][DOCKER_IMAGE]  # the tag is resolved when planned, see below
-    assert env["MODEL_URI"] == "gs://b/model.onnx"
+    assert env["MODEL_URI"] == BASE_ENV["MODEL_URI"]
     assert container(synth(IMAGE="eu.gcr.io/x/y:1"))["image"] == "eu.gcr.io/x/y:1"
 
 
@@ -132,7 +132,7 @@ def test_cloud_run_resources_scaling_and_probes(plain, synth):
 def test_the_service_account_reads_the_model_bucket_only(plain):
     binding = plain.one("google_storage_bucket_iam_member")
 
-    assert binding["bucket"] == "b"
+    assert binding["bucket"] == "demo-models"
     assert binding["role"] == MODEL_READER_ROLE == "roles/storage.objectViewer"
     assert binding["member"] == plain.address(SA, "member")
     assert not plain.resources("google_project_iam_member")
@@ -331,7 +331,7 @@ def test_state_with_the_unkeyed_certificate_moves_to_the_live_domains_certificat
     [
         ({"PREVIOUS_DOMAIN": "api.example.com"}, "PREVIOUS_DOMAIN: expected only beside DOMAIN, while moving to a new domain; got 'api.example.com' with DOMAIN unset"),
         ({"DOMAIN": "api.example.com", "PREVIOUS_DOMAIN": "api.example.com"}, "PREVIOUS_DOMAIN: expected the domain being replaced, not DOMAIN itself; got 'api.example.com'"),
-        ({"DOMAIN": "api.example.com", "PREVIOUS_DOMAIN": "not a domain"}, "PREVIOUS_DOMAIN: expected the domain name being replaced, got 'not a domain'"),
+        ({"DOMAIN": "api.example.com", "PREVIOUS_DOMAIN": "not a domain"}, "PREVIOUS_DOMAIN: expected a domain name such as api.example.com, got 'not a domain': lowercase letters, digits, hyphens and dots (RFC 1123)"),
     ],
 )  # fmt: skip
 def test_previous_domain_makes_sense_only_during_a_change(env, words):
@@ -410,7 +410,7 @@ def test_image_references_are_read_as_a_registry_would(image, resolved, warned):
     assert (parsed.image_name if parsed else None) == resolved
     assert (warning is None) is (warned is None)
     if warned:
-        assert warning.startswith(f"warning: IMAGE {image} ") and warned in warning and "@sha256:" in warning
+        assert warning.startswith(f"IMAGE {image} ") and warned in warning and "@sha256:" in warning
 
 
 def test_outputs_tell_the_user_where_to_call(plain, https):

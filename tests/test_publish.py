@@ -381,8 +381,10 @@ def test_a_missing_model_bucket_is_named(capsys, named_model):
         ("m" * 64, "at most 63 characters"),
         ("a..b", "no empty part"),
         ("192.0.2.1", "IP address"),
-        ("goog-models", "reserved"),
-        ("my-google-models", "reserved"),
+        ("goog-models", "Cloud Storage refuses bucket names that begin with 'goog'"),
+        ("my-google-models", "Cloud Storage refuses bucket names that contain 'google' or a close misspelling"),
+        ("my-g00gle-models", "(this one contains 'g00gle')"),
+        ("my-goog1e-models", "(this one contains 'goog1e')"),
     ],
 )
 def test_a_bad_bucket_name_is_refused_naming_it(capsys, monkeypatch, named_model, bucket, problem):

@@ -1,6 +1,7 @@
 """Bad settings stop the real make targets in one line, before cdktf or anything slow starts."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -43,7 +44,7 @@ def lines(result: subprocess.CompletedProcess) -> list[str]:
          "MODEL_URI: expected your own value, got the placeholder 'YOUR_BUCKET'"),
         ("deploy", {**BASE_ENV, "MODEL_URI": "gs://b/"},
          "MODEL_URI: expected the model's Cloud Storage URI, gs://bucket/object, got 'gs://b/'"),
-        ("deploy", {"PROJECT_ID": "p", "MODEL_URI": "gs://b/model.onnx"}, "ALLOWED_IP_RANGES"),
+        ("deploy", {"PROJECT_ID": "p", "MODEL_URI": "gs://demo-models/model.onnx"}, "ALLOWED_IP_RANGES"),
         ("destroy", {**BASE_ENV, "REGION": "Tokyo"}, "REGION: expected a region"),
         ("bootstrap", {"PROJECT_ID": "p"}, "MODEL_BUCKET: required"),
         ("bootstrap", {"PROJECT_ID": "YOUR_PROJECT", "MODEL_BUCKET": "p-models"},
@@ -58,6 +59,7 @@ def lines(result: subprocess.CompletedProcess) -> list[str]:
          "got 'gs://your-bucket/iris/model.onnx': that is the documentation's placeholder"),
         ("upload", {"MODEL_URI": ""}, "MODEL_URI: expected gs://bucket/object, got ''"),
         ("upload", {"MODEL_URI": "gs://b/iris/model.onnx"}, "got 'gs://b/iris/model.onnx': 3 to 222 characters"),
+        ("upload", {"MODEL_URI": "gs://demo-models/iris/%{ if true }x%{ endif }"}, "expected a plain object name"),
     ],
 )  # fmt: skip
 def test_a_bad_setting_stops_the_target_in_one_line_before_cdktf(target, env, message):
@@ -132,3 +134,67 @@ def test_a_bad_setting_on_makes_command_line_overrides_a_good_one_in_the_environ
     assert result.returncode == 2
     assert len(output) == 1, output
     assert message in output[0]
+
+
+@pytest.mark.parametrize(
+    ("target", "env", "expected"),
+    [
+        ("synth", {}, ["PROJECT_ID: required", "MODEL_BUCKET: required (or set MODEL_URI=gs://bucket/…, whose bucket is used)",
+                       "ALLOWED_IP_RANGES: required", "MODEL_URI: required"]),
+        ("deploy", {"PROJECT_ID": "My Project", "MODEL_URI": "gs://b/m.onnx", "REGION": "Tokyo", "IMAGE": "x y"},
+         ["PROJECT_ID: expected a Google Cloud project id", "REGION: expected a region",
+          "ALLOWED_IP_RANGES: required", "MODEL_URI: expected the model's Cloud Storage URI", "IMAGE: expected a container image"]),
+        ("bootstrap", {}, ["PROJECT_ID: required",
+                           "MODEL_BUCKET: required (or set MODEL_URI=gs://bucket/…, whose bucket is used)"]),
+        ("bootstrap", {"PROJECT_ID": "acme-google-x", "MODEL_BUCKET": "goog-models", "BOOTSTRAP_STATE_IN_BUCKET": "maybe"},
+         ["MODEL_BUCKET: expected a Cloud Storage bucket name, got 'goog-models': Cloud Storage refuses bucket names that begin with 'goog'",
+          "BOOTSTRAP_STATE_IN_BUCKET: expected true or false",
+          "PROJECT_ID: the bootstrap names a bucket after the project, 'acme-google-x-tfstate', which Cloud Storage would refuse: "
+          "Cloud Storage refuses bucket names that contain 'google'"]),
+    ],
+    ids=["synth with nothing", "deploy with four bad", "bootstrap with nothing", "bootstrap with three bad"],
+)  # fmt: skip
+def test_every_bad_setting_is_named_in_one_run_one_line_each(target, env, expected):
+    result = run(["make", "-n", target], env)
+
+    output = lines(result)
+    assert result.returncode == 2
+    assert len(output) == len(expected), output
+    for line, words in zip(output, expected):
+        assert words in line
+    assert output[0].startswith("Makefile:") and output[-1].endswith(".  Stop.")
+    assert all("cdktf" not in line for line in output)
+
+
+def test_the_settings_check_prints_one_line_per_bad_setting(tmp_path):
+    checked = run([sys.executable, "cdktf/main.py", "--check", "all"], {"PROJECT_ID": "p", "MODEL_BUCKET": "ab"})
+
+    assert checked.returncode == 2 and checked.stdout == ""
+    assert checked.stderr.splitlines() == [
+        "error: MODEL_BUCKET: expected a Cloud Storage bucket name, got 'ab': 3 to 222 characters: lowercase "
+        "letters, digits, '-', '_' and '.', starting and ending with a letter or a digit",
+        "error: ALLOWED_IP_RANGES: required; expected the addresses or CIDRs allowed in, such as 203.0.113.4 "
+        "(yours: https://checkip.amazonaws.com), got nothing",
+        "error: MODEL_URI: required; expected the model's Cloud Storage URI, gs://bucket/object "
+        "(`make publish` prints it), got nothing",
+    ]
+
+
+# Steps other targets run first; not commands a user types.
+INTERNAL_TARGETS = {"help", "run-port-free", "debian-deps", "settings-upload"}
+
+
+def test_plain_make_lists_every_target_a_user_runs():
+    # Rules, not the Python of a `define … endef` block.
+    makefile = re.sub(r"^define .*?^endef$", "", (ROOT / "Makefile").read_text(), flags=re.MULTILINE | re.DOTALL)
+    defined = {
+        target
+        for line in re.findall(r"^([a-z][a-z0-9 -]*):(?!=)", makefile, re.MULTILINE)
+        for target in line.split()
+    }
+    result = run(["make"], {})
+
+    listed = set(re.findall(r"^make ([a-z][a-z0-9-]*)", result.stdout, re.MULTILINE))
+    assert result.returncode == 0
+    assert len(defined) > 10
+    assert listed == defined - INTERNAL_TARGETS

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 
 import pytest
@@ -80,9 +81,31 @@ def test_checkov_finds_no_failed_check_in_the_hcl(tmp_path):
     assert summary["passed"] > 0
 
 
-def test_a_tag_only_image_is_warned_about_once_on_stderr(cli_output):
-    _, result = cli_output
+def warnings_in(result: subprocess.CompletedProcess) -> list[str]:
+    text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", result.stdout + result.stderr)
+    return [line for line in text.splitlines() if line.startswith("WARN [")]
 
-    # cdktf-cli relays the app's stderr; BASE_ENV leaves IMAGE at its `:latest` default.
-    assert (result.stdout + result.stderr).count("warning: IMAGE ") == 1
-    assert "is given by tag, not by digest" in result.stdout + result.stderr
+
+def test_warnings_are_printed_once_each_as_warnings_not_errors(cli_output):
+    _, result = cli_output
+    warnings = warnings_in(result)
+
+    # BASE_ENV leaves DOMAIN unset and IMAGE at its `:latest` default: one warning for each.
+    assert [w.split(": ", 1)[1].split(" ", 1)[0] for w in warnings] == ["DOMAIN", "IMAGE"]
+    assert all(w.startswith(f"WARN [{STACK}]: ") for w in warnings)
+    http, tag = warnings
+    assert "plain HTTP" in http and "in clear" in http and "Set DOMAIN=" in http and "HTTPS" in http
+    assert "is given by tag, not by digest" in tag and "@sha256:" in tag
+    # cdktf-cli labels whatever the app writes on stderr `[ERROR]`.
+    errors = [line for line in (result.stdout + result.stderr).splitlines() if "[ERROR]" in line]
+    assert not [line for line in errors if "DOMAIN" in line or "IMAGE" in line], errors
+
+
+def test_a_pinned_image_behind_https_warns_of_nothing():
+    from secure_endpoint.settings import EndpointSettings
+
+    pinned = f"asia-northeast1-docker.pkg.dev/p/r/inference@sha256:{'ab' * 32}"
+    settings = EndpointSettings.from_env({**BASE_ENV, "DOMAIN": "api.example.com", "IMAGE": pinned})
+
+    assert settings.warnings() == []
+    assert [w.split(" ", 1)[0] for w in EndpointSettings.from_env(BASE_ENV).warnings()] == ["DOMAIN", "IMAGE"]

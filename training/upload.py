@@ -10,13 +10,15 @@ from pathlib import Path
 
 from function.settings import DEFAULT_MODEL_URI
 from function.storage import parse_gcs_uri, upload_file
-from training.buckets import bucket_name_problem
+from training.buckets import bucket_name_problem, object_name_problem
 
 
 def check_uri(uri: str) -> None:
     """Raises ValueError saying what is wrong with `uri` as the upload's destination."""
-    bucket, _ = parse_gcs_uri(uri)
+    bucket, name = parse_gcs_uri(uri)
     problem = bucket_name_problem(bucket)
+    if problem is None and object_name_problem(name):
+        problem = f"expected {object_name_problem(name)}"
     if problem:
         raise ValueError(
             f"expected gs://bucket/object in a bucket of yours (`make bootstrap` prints the model "

@@ -82,13 +82,18 @@ def _tokens(raw: str) -> list[str]:
     return [token for field in fields for token in field]
 
 
-def _network(token: str) -> Network:
+def refuse_zone_id(token: str) -> None:
+    """AllowlistError for `fe80::1%eth0`: a zone id names an interface of one machine."""
     if "%" in token:
         raise AllowlistError(
             f"expected addresses as the load balancer sees them, got {token!r} with a zone id, "
             "which names an interface of one machine; "
             f"list your public address instead, the one {CHECK_IP_URL} shows"
         )
+
+
+def _network(token: str) -> Network:
+    refuse_zone_id(token)
     try:
         network = ipaddress.ip_network(token, strict=False)
     except ValueError:

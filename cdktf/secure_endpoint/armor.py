@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from secure_endpoint.free_text import unliteral
+
 # Throttle and rate-based ban both let a client through up to their threshold.
 ALLOWING_ACTIONS = ("allow", "throttle", "rate_based_ban")
 DEFAULT_RULE_PRIORITY = 2147483647
@@ -62,7 +64,7 @@ def rules_from_terraform(policy: Mapping[str, Any]) -> list[Rule]:
             Rule(
                 priority=int(raw["priority"]),
                 action=raw["action"],
-                description=raw.get("description", ""),
+                description=unliteral(raw.get("description", "")),
                 src_ip_ranges=tuple(match.get("config", {}).get("src_ip_ranges", ())),
                 expression=(match.get("expr") or {}).get("expression"),
                 preview=bool(raw.get("preview", False)),

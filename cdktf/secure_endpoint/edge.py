@@ -42,6 +42,7 @@ from cdktf_cdktf_provider_google.compute_url_map import (
 )
 from constructs import Construct
 
+from secure_endpoint.free_text import literal
 from secure_endpoint.armor import Rule
 from secure_endpoint.plan import (
     ADDRESS_NAME,
@@ -267,7 +268,7 @@ class ArmoredEdge(Construct):
         return ComputeSecurityPolicyRule(
             priority=plan.priority,
             action=plan.action,
-            description=plan.description,
+            description=literal(plan.description),
             match=match,
             rate_limit_options=rate_limit,
             preview=plan.preview or None,

@@ -47,12 +47,12 @@ def tag_warning(image: str) -> str | None:
         return None
     if artifact_registry_image(image):
         return (
-            f"warning: IMAGE {image} is given by tag, not by digest; each `make deploy` resolves it "
+            f"IMAGE {image} is given by tag, not by digest; each `make deploy` resolves it "
             "to the digest it points at then, so whatever was pushed under it last is what rolls out. "
             "Give IMAGE as ...@sha256:<digest> to deploy exactly one build."
         )
     return (
-        f"warning: IMAGE {image} names a tag outside Artifact Registry, which the deploy cannot "
+        f"IMAGE {image} names a tag outside Artifact Registry, which the deploy cannot "
         "resolve to a digest: a new build pushed under the same tag will not roll out. "
         "Give IMAGE as ...@sha256:<digest>."
     )

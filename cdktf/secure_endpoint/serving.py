@@ -1,7 +1,5 @@
 """The serving side: the Cloud Run service, its identity, and the NEG the load balancer points at."""
 
-import sys
-
 from cdktf import TerraformProvider, TerraformResourceLifecycle
 from cdktf_cdktf_provider_google.cloud_run_v2_service import (
     CloudRunV2Service,
@@ -28,7 +26,7 @@ from cdktf_cdktf_provider_google.storage_bucket_iam_member import StorageBucketI
 from cdktf_cdktf_provider_time.sleep import Sleep
 from constructs import Construct
 
-from secure_endpoint.image import artifact_registry_image, tag_warning
+from secure_endpoint.image import artifact_registry_image
 from secure_endpoint.plan import (
     DEFAULT_URI_DISABLED,
     INGRESS,
@@ -205,9 +203,6 @@ class ServingBackend(Construct):
 
     def _pinned_image(self, image: str) -> str:
         """The image by digest: as given, or a tag in Artifact Registry resolved when planned."""
-        warning = tag_warning(image)
-        if warning:
-            print(warning, file=sys.stderr)
         tagged = artifact_registry_image(image)
         if tagged is None:
             return image
