@@ -1,4 +1,4 @@
-"""Bad settings stop the real make targets in one line, before cdktf or anything slow starts."""
+"""Bad settings stop the real make targets in one line, before cdktn or anything slow starts."""
 
 import os
 import subprocess
@@ -60,7 +60,7 @@ def lines(result: subprocess.CompletedProcess) -> list[str]:
         ("upload", {"MODEL_URI": "gs://b/iris/model.onnx"}, "got 'gs://b/iris/model.onnx': 3 to 222 characters"),
     ],
 )  # fmt: skip
-def test_a_bad_setting_stops_the_target_in_one_line_before_cdktf(target, env, message):
+def test_a_bad_setting_stops_the_target_in_one_line_before_cdktn(target, env, message):
     # A dry run: the check runs all the same, and should it let a bad setting past, nothing
     # installs (npm ci would empty a shared node_modules) and nothing deploys.
     result = run(["make", "-n", target], env)
@@ -70,7 +70,7 @@ def test_a_bad_setting_stops_the_target_in_one_line_before_cdktf(target, env, me
     assert len(output) == 1, output
     assert message in output[0]
     assert output[0].count(message.split(":")[0] + ":") == 1
-    assert "cdktf" not in output[0] and "Synthesizing" not in output[0]
+    assert "cdktn" not in output[0] and "cdktf" not in output[0] and "Synthesizing" not in output[0]
 
 
 def make_dry_run(target: str, env: dict[str, str], *assignments: str) -> list[str]:
@@ -83,13 +83,13 @@ def make_dry_run(target: str, env: dict[str, str], *assignments: str) -> list[st
 @pytest.mark.parametrize(
     ("target", "env", "command"),
     [
-        ("bootstrap", BOOTSTRAP_ONLY, f"STACK={BOOTSTRAP_STACK} node_modules/.bin/cdktf deploy {BOOTSTRAP_STACK} --migrate-state"),
-        ("deploy", BASE_ENV, f"STACK={STACK_NAME} node_modules/.bin/cdktf deploy {STACK_NAME}"),
-        ("destroy", BASE_ENV, f"STACK={STACK_NAME} node_modules/.bin/cdktf destroy {STACK_NAME}"),
-        ("synth", BASE_ENV, "STACK=all node_modules/.bin/cdktf synth"),
+        ("bootstrap", BOOTSTRAP_ONLY, f"STACK={BOOTSTRAP_STACK} node_modules/.bin/cdktn deploy {BOOTSTRAP_STACK} --migrate-state"),
+        ("deploy", BASE_ENV, f"STACK={STACK_NAME} node_modules/.bin/cdktn deploy {STACK_NAME}"),
+        ("destroy", BASE_ENV, f"STACK={STACK_NAME} node_modules/.bin/cdktn destroy {STACK_NAME}"),
+        ("synth", BASE_ENV, "STACK=all node_modules/.bin/cdktn synth"),
     ],
 )  # fmt: skip
-def test_each_target_names_the_stack_cdktf_acts_on(target, env, command):
+def test_each_target_names_the_stack_cdktn_acts_on(target, env, command):
     assert command in make_dry_run(target, env)
 
 
@@ -113,7 +113,7 @@ def test_a_setting_given_on_makes_command_line_reaches_the_check():
 
     commands = make_dry_run("deploy", without, "ALLOWED_IP_RANGES=203.0.113.4")
 
-    assert f"STACK={STACK_NAME} node_modules/.bin/cdktf deploy {STACK_NAME}" in commands
+    assert f"STACK={STACK_NAME} node_modules/.bin/cdktn deploy {STACK_NAME}" in commands
 
 
 @pytest.mark.parametrize(

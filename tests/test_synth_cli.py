@@ -1,4 +1,4 @@
-"""The path a user takes: the pinned cdktf-cli running cdktf.json's app, and a scanner nobody here wrote."""
+"""The path a user takes: the pinned cdktn-cli running cdktf.json's app, and a scanner nobody here wrote."""
 
 import json
 import os
@@ -9,34 +9,34 @@ import pytest
 from tests.helpers import ROOT
 from tests.infra import BASE_ENV
 
-CDKTF = ROOT / "node_modules" / ".bin" / "cdktf"
+CDKTN = ROOT / "node_modules" / ".bin" / "cdktn"
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
 STACK = "secure-inference"
 
 
-def cdktf(*args: str, env: dict[str, str], tmp_path) -> subprocess.CompletedProcess:
-    assert CDKTF.exists(), "`make test` installs cdktf-cli from package-lock.json"
+def cdktn(*args: str, env: dict[str, str], tmp_path) -> subprocess.CompletedProcess:
+    assert CDKTN.exists(), "`make test` installs cdktn-cli from package-lock.json"
     full_env = {
         **os.environ,
-        "PATH": f"{CDKTF.parent}{os.pathsep}{os.environ['PATH']}",
+        "PATH": f"{CDKTN.parent}{os.pathsep}{os.environ['PATH']}",
         "CHECKPOINT_DISABLE": "1",
-        "HOME": str(tmp_path),  # cdktf-cli keeps its config in ~/.cdktf
+        "HOME": str(tmp_path),  # cdktn-cli keeps its config in ~/.cdktf
         **env,
     }
     return subprocess.run(
-        [str(CDKTF), *args], cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=300
+        [str(CDKTN), *args], cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=300
     )
 
 
 @pytest.fixture(scope="module")
 def cli_output(tmp_path_factory):
     out = tmp_path_factory.mktemp("cdktf-out")
-    result = cdktf("synth", "--output", str(out), env=BASE_ENV, tmp_path=out.parent)
+    result = cdktn("synth", "--output", str(out), env=BASE_ENV, tmp_path=out.parent)
     assert result.returncode == 0, result.stdout + result.stderr
     return out, result
 
 
-def test_cdktf_synth_writes_the_stack(cli_output, synth):
+def test_cdktn_synth_writes_the_stack(cli_output, synth):
     out, _ = cli_output
 
     written = json.loads((out / "stacks" / STACK / "cdk.tf.json").read_text())
@@ -44,15 +44,15 @@ def test_cdktf_synth_writes_the_stack(cli_output, synth):
     assert written["resource"].keys() == synth().json["resource"].keys()
 
 
-def test_cdktf_synth_shows_no_node_version_warning(cli_output):
+def test_cdktn_synth_shows_no_node_version_warning(cli_output):
     _, result = cli_output
 
     assert "end-of-life" not in (result.stdout + result.stderr).lower()
     assert "node.js" not in result.stderr.lower()
 
 
-def test_cdktf_synth_refuses_the_seed_placeholder(tmp_path):
-    result = cdktf(
+def test_cdktn_synth_refuses_the_seed_placeholder(tmp_path):
+    result = cdktn(
         "synth", "--output", str(tmp_path / "out"),
         env={**BASE_ENV, "ALLOWED_IP_RANGES": "your ip address"}, tmp_path=tmp_path,
     )  # fmt: skip
@@ -65,7 +65,7 @@ def test_cdktf_synth_refuses_the_seed_placeholder(tmp_path):
 def test_checkov_finds_no_failed_check_in_the_hcl(tmp_path):
     assert CHECKOV.exists(), "`make test` installs checkov into .venv-checkov"
     out = tmp_path / "hcl"
-    synthesized = cdktf("synth", "--hcl", "--output", str(out), env=BASE_ENV, tmp_path=tmp_path)
+    synthesized = cdktn("synth", "--hcl", "--output", str(out), env=BASE_ENV, tmp_path=tmp_path)
     assert synthesized.returncode == 0, synthesized.stdout + synthesized.stderr
 
     scan = subprocess.run(
@@ -83,6 +83,6 @@ def test_checkov_finds_no_failed_check_in_the_hcl(tmp_path):
 def test_a_tag_only_image_is_warned_about_once_on_stderr(cli_output):
     _, result = cli_output
 
-    # cdktf-cli relays the app's stderr; BASE_ENV leaves IMAGE at its `:latest` default.
+    # cdktn-cli relays the app's stderr; BASE_ENV leaves IMAGE at its `:latest` default.
     assert (result.stdout + result.stderr).count("warning: IMAGE ") == 1
     assert "is given by tag, not by digest" in result.stdout + result.stderr

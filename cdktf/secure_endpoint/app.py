@@ -31,7 +31,7 @@ def read_settings(name: str, environ: Mapping[str, str]) -> dict:
 def synthesize(settings: dict, outdir: Path | None = None) -> Path:
     """Builds and writes the stacks `settings` holds; returns where."""
     # Loading the provider through jsii takes seconds: only once the settings are known good.
-    from cdktf import App
+    from cdktn import App
 
     from secure_endpoint.bootstrap import BootstrapStack
     from secure_endpoint.stack import SecureEndpointStack
