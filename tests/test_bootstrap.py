@@ -304,6 +304,30 @@ def bootstrap_alone(tmp_path_factory) -> Path:
     return out / "cdktf.out"
 
 
+def test_the_bootstrap_synth_checks_the_binary_terraform_binary_name_names(tmp_path):
+    # terraform_data needs Terraform 1.4: cdktn runs `$TERRAFORM_BINARY_NAME version` at synth,
+    # so OpenTofu (TERRAFORM_BINARY_NAME=tofu) is what gets checked, not a `terraform` beside it.
+    missing = tmp_path / "no-such-dir" / "tofu"
+    env = {
+        **{name: value for name, value in os.environ.items() if name not in ("ALLOWED_IP_RANGES", "MODEL_URI")},
+        "PROJECT_ID": "p",
+        "MODEL_BUCKET": "p-models",
+        "STACK": BOOTSTRAP_STACK,
+        "TERRAFORM_BINARY_NAME": str(missing),
+        "PATH": f"{CDKTN.parent}{os.pathsep}{os.environ['PATH']}",
+        "CHECKPOINT_DISABLE": "1",
+        "HOME": str(tmp_path),
+    }
+    result = subprocess.run(
+        [str(CDKTN), "synth", "--output", str(tmp_path / "cdktf.out")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+    assert result.returncode != 0
+    assert f"Could not determine version of {missing}" in result.stdout + result.stderr
+    assert not (tmp_path / "cdktf.out" / "stacks" / BOOTSTRAP_STACK / "cdk.tf.json").exists()
+
+
 def test_cdktn_synth_of_the_bootstrap_alone_needs_no_serving_settings(bootstrap_alone):
     manifest = json.loads((bootstrap_alone / "manifest.json").read_text())
 

@@ -15,7 +15,8 @@ from tests.infra import BASE_ENV
 # own, so that a make started by `make test` does not behave as a sub-make.
 CLEARED = (
     "PROJECT_ID", "REGION", "ALLOWED_IP_RANGES", "MODEL_URI", "MODEL_BUCKET", "TF_STATE_BUCKET",
-    "IMAGE", "DOMAIN", "STACK", "BOOTSTRAP_STATE_IN_BUCKET", "MAKEFLAGS", "MAKELEVEL", "MFLAGS",
+    "IMAGE", "DOMAIN", "STACK", "BOOTSTRAP_STATE_IN_BUCKET", "TERRAFORM_BINARY_NAME",
+    "MAKEFLAGS", "MAKELEVEL", "MFLAGS",
 )  # fmt: skip
 BOOTSTRAP_ONLY = {"PROJECT_ID": "p", "MODEL_BUCKET": "p-models"}
 
@@ -91,6 +92,25 @@ def make_dry_run(target: str, env: dict[str, str], *assignments: str) -> list[st
 )  # fmt: skip
 def test_each_target_names_the_stack_cdktn_acts_on(target, env, command):
     assert command in make_dry_run(target, env)
+
+
+@pytest.mark.parametrize(
+    ("env", "assignments", "binary"),
+    [
+        ({}, (), "terraform"),
+        ({}, ("TERRAFORM_BINARY_NAME=tofu",), "tofu"),
+        ({"TERRAFORM_BINARY_NAME": "tofu"}, (), "tofu"),
+    ],
+    ids=["default", "on make's command line", "in the environment"],
+)  # fmt: skip
+def test_every_recipe_runs_cdktn_with_the_binary_terraform_binary_name_names(env, assignments, binary):
+    # cdktn-cli and the app (the bootstrap's terraform_data checks the binary's version at synth)
+    # read TERRAFORM_BINARY_NAME from their environment: the Makefile exports it to every recipe.
+    result = run(
+        ["make", "-s", "--eval", 'print-binary: ; @echo "$$TERRAFORM_BINARY_NAME"', "print-binary", *assignments], env
+    )
+
+    assert result.stdout.split() == [binary], result.stderr
 
 
 def test_the_makefile_names_the_serving_stack_as_the_code_does():
