@@ -14,7 +14,7 @@ CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
 STACK = "secure-inference"
 
 
-def cdktn(*args: str, env: dict[str, str], tmp_path) -> subprocess.CompletedProcess:
+def cdktn(*args: str, env: dict[str, str], tmp_path, cwd=ROOT) -> subprocess.CompletedProcess:
     assert CDKTN.exists(), "`make test` installs cdktn-cli from package-lock.json"
     full_env = {
         **os.environ,
@@ -24,7 +24,7 @@ def cdktn(*args: str, env: dict[str, str], tmp_path) -> subprocess.CompletedProc
         **env,
     }
     return subprocess.run(
-        [str(CDKTN), *args], cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=300
+        [str(CDKTN), *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=300
     )
 
 
@@ -86,3 +86,22 @@ def test_a_tag_only_image_is_warned_about_once_on_stderr(cli_output):
     # cdktn-cli relays the app's stderr; BASE_ENV leaves IMAGE at its `:latest` default.
     assert (result.stdout + result.stderr).count("warning: IMAGE ") == 1
     assert "is given by tag, not by digest" in result.stdout + result.stderr
+
+
+def test_cdktn_refuses_a_binary_outside_cdktf_jsons_target_versions_before_running_it(tmp_path):
+    config = json.loads((ROOT / "cdktf.json").read_text())
+    # Without the opt-in, cdktn would go on to `terraform init`, which reaches the registry.
+    assert config["validateInstalledBinary"] is True
+    assert set(config["targetVersions"]) == {"terraform", "opentofu"}
+    project = tmp_path / "project"
+    project.mkdir()
+    for name in (".venv", "cdktf", "node_modules"):
+        (project / name).symlink_to(ROOT / name)
+    (project / "cdktf.json").write_text(json.dumps({**config, "targetVersions": {**config["targetVersions"], "terraform": ">=99.0.0"}}))
+
+    result = cdktn("diff", STACK, env={**BASE_ENV, "STACK": STACK}, tmp_path=tmp_path, cwd=project)
+
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "outside the project's declared targetVersions.terraform range \">=99.0.0\"" in output, output
+    assert not (project / "cdktf.out" / "stacks" / STACK / ".terraform").exists()
