@@ -7,11 +7,16 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CHECKOV_VENV := .venv-checkov
-# The pinned cdktf-cli and the Node.js 22 it runs on (jsii warns on every run under Node 20).
+# The pinned cdktn-cli (CDK Terrain) and the Node.js 22 it runs on (jsii warns on every run under Node 20).
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 # No update checks or telemetry from HashiCorp's tools.
 export CHECKPOINT_DISABLE := 1
-CDKTF := node_modules/.bin/cdktf
+CDKTN := node_modules/.bin/cdktn
+# The binary cdktn runs: terraform, or TERRAFORM_BINARY_NAME=tofu for OpenTofu. Both cdktn-cli and
+# the app read it (a synth of the bootstrap's terraform_data checks the binary's version), so every
+# target below that runs cdktn or the app passes it on; cdktf.json's targetVersions says which.
+TERRAFORM_BINARY_NAME ?= terraform
+export TERRAFORM_BINARY_NAME
 HOST ?= 127.0.0.1
 PORT ?= 5000
 MODEL := artifacts/model.onnx
@@ -38,10 +43,10 @@ help:
 	@echo "make upload  copy $(MODEL) to MODEL_URI (gs://bucket/object)"
 	@echo "make publish upload $(MODEL) (or MODEL=...) to gs://\$$MODEL_BUCKET/models/<name>/<version>/, never overwriting"
 	@echo "make bootstrap  APIs, buckets, image repository and build account on a new project"
-	@echo "make synth   cdktf synth: cdktf.out/stacks/{$(BOOTSTRAP_STACK),$(SERVING_STACK)}/cdk.tf.json"
+	@echo "make synth   cdktn synth: cdktf.out/stacks/{$(BOOTSTRAP_STACK),$(SERVING_STACK)}/cdk.tf.json"
 	@echo "make synth-hcl  the same stacks as Terraform HCL: cdktf.out/stacks/*/cdk.tf"
-	@echo "make deploy  cdktf deploy $(SERVING_STACK) (needs Google Cloud credentials)"
-	@echo "make destroy cdktf destroy $(SERVING_STACK); the bootstrap stays"
+	@echo "make deploy  cdktn deploy $(SERVING_STACK) (needs Google Cloud credentials)"
+	@echo "make destroy cdktn destroy $(SERVING_STACK); the bootstrap stays"
 	@echo "make check-ip IP=a.b.c.d  which Cloud Armor rule of the synthesized policy an address hits"
 	@echo "             (python cdktf/ops.py check-ip a.b.c.d exits 1 when one is denied, for scripts)"
 	@echo "make endpoint  the deployed addresses, URL, DNS records and curl commands"
@@ -124,7 +129,7 @@ export: $(VENV)/.serve-deps
 		--name "$(NAME)" $(if $(filter 1 true yes,$(EXAMPLE_ROW)),--example-row) \
 		$(foreach type,$(TRUST),--trust "$(type)")
 
-# Settings are checked first, before anything slow installs or trains and before cdktf starts
+# Settings are checked first, before anything slow installs or trains and before cdktn starts
 # (which would print the app's error twice, inside its own): one line naming the bad setting.
 settings-upload: | $(BIN)/python
 	$(call refuse_bad_settings,$(BIN)/python -m training.upload --check --to "$(MODEL_URI)")
@@ -185,22 +190,20 @@ run: run-port-free $(VENV)/.serve-deps $(if $(MODEL_URI),,$(MODEL))
 	$(info Its API, with a form to try it: http://localhost:$(PORT)/docs)
 	exec $(BIN)/functions-framework --target=predict --host=$(HOST) --port=$(PORT)
 
-# cdktf runs the app for every command without saying which stack it is for: STACK tells it.
+# cdktn runs the app for every command without saying which stack it is for: STACK tells it.
 # --migrate-state: once BOOTSTRAP_STATE_IN_BUCKET is set, the local state moves to the bucket.
 bootstrap: settings-$(BOOTSTRAP_STACK) $(VENV)/.infra-deps node_modules/.installed
-	STACK=$(BOOTSTRAP_STACK) $(CDKTF) deploy $(BOOTSTRAP_STACK) --migrate-state
+	STACK=$(BOOTSTRAP_STACK) $(CDKTN) deploy $(BOOTSTRAP_STACK) --migrate-state
 
 synth: settings-$(STACK) $(VENV)/.infra-deps node_modules/.installed
-	STACK=$(STACK) $(CDKTF) synth
+	STACK=$(STACK) $(CDKTN) synth
 
-# cdktf's HCL quotes the service's `provider = google-beta`, which Terraform refuses (its JSON is fine).
 synth-hcl: settings-$(STACK) $(VENV)/.infra-deps node_modules/.installed
-	STACK=$(STACK) $(CDKTF) synth --hcl
-	sed -i -E 's/^( *provider += )"([a-z0-9_-]+)"$$/\1\2/' cdktf.out/stacks/*/cdk.tf
+	STACK=$(STACK) $(CDKTN) synth --hcl
 
-# With two stacks in the app, cdktf refuses a deploy or destroy that names none.
+# With two stacks in the app, cdktn refuses a deploy or destroy that names none.
 deploy destroy: settings-$(SERVING_STACK) $(VENV)/.infra-deps node_modules/.installed
-	STACK=$(SERVING_STACK) $(CDKTF) $@ $(SERVING_STACK)
+	STACK=$(SERVING_STACK) $(CDKTN) $@ $(SERVING_STACK)
 
 # A denied address is an answer, not a failure: make exits 0 once the verdict is printed.
 # Scripts that need the verdict as a status run `python cdktf/ops.py check-ip`, which exits 1 for

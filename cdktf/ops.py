@@ -32,7 +32,7 @@ from secure_endpoint.plan import CANARY_HEADER, CANARY_HEADER_VALUE, POLICY_NAME
 from secure_endpoint.settings import EndpointSettings, SettingsError  # noqa: E402
 from secure_endpoint.synthesized import NoPolicy, load_policy, staleness  # noqa: E402
 
-CDKTF = ROOT / "node_modules" / ".bin" / "cdktf"
+CDKTN = ROOT / "node_modules" / ".bin" / "cdktn"
 REQUIRED = ("PROJECT_ID", "MODEL_URI", "ALLOWED_IP_RANGES")
 EXIT_ALLOWED, EXIT_DENIED, EXIT_BAD_INPUT = 0, 1, 2
 EXIT_IN_SYNC, EXIT_DRIFT = 0, 1
@@ -43,7 +43,7 @@ class OpsError(Exception):
 
 
 def synthesized_policy(outdir: Path):
-    """The policy `cdktf deploy` would apply, synthesizing first when missing or out of date."""
+    """The policy `cdktn deploy` would apply, synthesizing first when missing or out of date."""
     try:
         settings = EndpointSettings.from_env()
     except SettingsError as error:
@@ -70,17 +70,17 @@ def synthesized_policy(outdir: Path):
 def _synthesize(outdir: Path) -> None:
     try:
         result = subprocess.run(
-            [str(CDKTF), "synth", "--output", str(outdir)], cwd=ROOT, capture_output=True, text=True
+            [str(CDKTN), "synth", "--output", str(outdir)], cwd=ROOT, capture_output=True, text=True
         )
     except OSError as error:
         raise OpsError(
-            f"cdktf could not start ({error}): run `make synth` once, it installs cdktf first"
+            f"cdktn could not start ({error}): run `make synth` once, it installs cdktn first"
         ) from None
     if result.returncode != 0:
         lines = [line.strip() for line in (result.stderr + result.stdout).splitlines() if line.strip()]
         last = lines[-1] if lines else "no output"
         raise OpsError(
-            f"cdktf synth failed (exit {result.returncode}: {last}); run `make synth` to see all of it"
+            f"cdktn synth failed (exit {result.returncode}: {last}); run `make synth` to see all of it"
         )
 
 

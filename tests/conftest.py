@@ -83,7 +83,7 @@ def synth():
     from secure_endpoint.settings import STACK_NAME, EndpointSettings
     from secure_endpoint.stack import SecureEndpointStack
 
-    from cdktf import App, Testing
+    from cdktn import App, Testing
     from tests.infra import BASE_ENV, Synthesized
 
     cache: dict[frozenset, Synthesized] = {}

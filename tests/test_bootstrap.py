@@ -1,4 +1,4 @@
-"""The bootstrap stack, synthesized for real beside the serving stack, as `cdktf synth` does."""
+"""The bootstrap stack, synthesized for real beside the serving stack, as `cdktn synth` does."""
 
 import json
 import os
@@ -18,7 +18,7 @@ from tests.helpers import ROOT
 from tests.infra import BASE_ENV, Synthesized
 
 BOOTSTRAP_ENV = {**BASE_ENV, "MODEL_BUCKET": "p-models"}
-CDKTF = ROOT / "node_modules" / ".bin" / "cdktf"
+CDKTN = ROOT / "node_modules" / ".bin" / "cdktn"
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
 # What checkov asks of the bootstrap that it does not do, and why.
 ACCEPTED_CHECKS = {
@@ -176,7 +176,7 @@ def test_outputs_name_what_was_made_and_the_next_commands(bootstrap):
 
 
 def test_bootstrap_state_moves_into_the_state_bucket_when_asked():
-    from cdktf import App, Testing
+    from cdktn import App, Testing
 
     from secure_endpoint.bootstrap import BootstrapStack
 
@@ -240,12 +240,13 @@ def test_cloudbuild_builds_the_default_image_as_the_build_account_logging_to_clo
 
 
 # The region guard runs on the real Terraform CLI: terraform_data is built into Terraform, so this
-# needs no provider download. Only the guard is applied; the rest needs Google's APIs.
-TERRAFORM = "terraform"
+# needs no provider download. Only the guard is applied; the rest needs Google's APIs. The binary
+# is the one cdktn runs: TERRAFORM_BINARY_NAME, as the Makefile passes it (tofu for OpenTofu).
+TERRAFORM = os.environ.get("TERRAFORM_BINARY_NAME") or "terraform"
 
 
 def guard_config(region: str) -> dict:
-    from cdktf import App, Testing
+    from cdktn import App, Testing
 
     from secure_endpoint.bootstrap import BootstrapStack
 
@@ -283,27 +284,51 @@ def test_a_region_change_is_refused_by_the_plan_before_anything_moves(tmp_path):
 
 @pytest.fixture(scope="module")
 def bootstrap_alone(tmp_path_factory) -> Path:
-    """`cdktf synth --hcl` through the pinned CLI with the bootstrap's settings only, as `make synth STACK=bootstrap`."""
-    assert CDKTF.exists(), "`make test` installs cdktf-cli from package-lock.json"
+    """`cdktn synth --hcl` through the pinned CLI with the bootstrap's settings only, as `make synth STACK=bootstrap`."""
+    assert CDKTN.exists(), "`make test` installs cdktn-cli from package-lock.json"
     out = tmp_path_factory.mktemp("bootstrap-alone")
     env = {
         **{name: value for name, value in os.environ.items() if name not in ("ALLOWED_IP_RANGES", "MODEL_URI")},
         "PROJECT_ID": "p",
         "MODEL_BUCKET": "p-models",
         "STACK": BOOTSTRAP_STACK,
-        "PATH": f"{CDKTF.parent}{os.pathsep}{os.environ['PATH']}",
+        "PATH": f"{CDKTN.parent}{os.pathsep}{os.environ['PATH']}",
         "CHECKPOINT_DISABLE": "1",
-        "HOME": str(out),  # cdktf-cli keeps its config in ~/.cdktf
+        "HOME": str(out),  # cdktn-cli keeps its config in ~/.cdktf
     }
     result = subprocess.run(
-        [str(CDKTF), "synth", "--hcl", "--output", str(out / "cdktf.out")],
+        [str(CDKTN), "synth", "--hcl", "--output", str(out / "cdktf.out")],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     return out / "cdktf.out"
 
 
-def test_cdktf_synth_of_the_bootstrap_alone_needs_no_serving_settings(bootstrap_alone):
+def test_the_bootstrap_synth_checks_the_binary_terraform_binary_name_names(tmp_path):
+    # terraform_data needs Terraform 1.4: cdktn runs `$TERRAFORM_BINARY_NAME version` at synth,
+    # so OpenTofu (TERRAFORM_BINARY_NAME=tofu) is what gets checked, not a `terraform` beside it.
+    missing = tmp_path / "no-such-dir" / "tofu"
+    env = {
+        **{name: value for name, value in os.environ.items() if name not in ("ALLOWED_IP_RANGES", "MODEL_URI")},
+        "PROJECT_ID": "p",
+        "MODEL_BUCKET": "p-models",
+        "STACK": BOOTSTRAP_STACK,
+        "TERRAFORM_BINARY_NAME": str(missing),
+        "PATH": f"{CDKTN.parent}{os.pathsep}{os.environ['PATH']}",
+        "CHECKPOINT_DISABLE": "1",
+        "HOME": str(tmp_path),
+    }
+    result = subprocess.run(
+        [str(CDKTN), "synth", "--output", str(tmp_path / "cdktf.out")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+    assert result.returncode != 0
+    assert f"Could not determine version of {missing}" in result.stdout + result.stderr
+    assert not (tmp_path / "cdktf.out" / "stacks" / BOOTSTRAP_STACK / "cdk.tf.json").exists()
+
+
+def test_cdktn_synth_of_the_bootstrap_alone_needs_no_serving_settings(bootstrap_alone):
     manifest = json.loads((bootstrap_alone / "manifest.json").read_text())
 
     assert set(manifest["stacks"]) == {BOOTSTRAP_STACK}

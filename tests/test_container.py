@@ -53,7 +53,7 @@ def excluded_by_dockerignore(path: str) -> bool:
 
 
 @pytest.mark.parametrize(
-    "path", [".venv/bin/python", "node_modules/cdktf-cli/package.json", "cdktf.out/stacks/x/cdk.tf.json",
+    "path", [".venv/bin/python", "node_modules/cdktn-cli/package.json", "cdktf.out/stacks/x/cdk.tf.json",
              "artifacts/model.onnx", "tests/test_server.py", ".git/HEAD", "function/__pycache__/app.cpython-311.pyc"],
 )  # fmt: skip
 def test_build_context_leaves_out(path):

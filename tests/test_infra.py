@@ -78,25 +78,21 @@ def test_cloud_run_admits_only_the_load_balancer(plain):
     assert not plain.resources("google_cloud_run_service_iam_policy")
 
 
-def test_cloud_runs_own_url_is_closed_through_the_google_beta_provider(plain):
+def test_cloud_runs_own_url_is_closed_by_the_typed_ga_field(plain):
     service = plain.one(RUN)
 
     assert service["default_uri_disabled"] is True
-    # The GA provider 6.50 has no such argument: the resource must be planned by google-beta.
-    assert service["provider"] == "google-beta"
-    assert service["launch_stage"] == "BETA"
-    assert service["lifecycle"]["ignore_changes"] == ["launch_stage"]
-    others = [r for kind, group in plain.json["resource"].items() if kind != RUN for r in group.values()]
-    assert others and not [r for r in others if "provider" in r]
+    # A GA field since provider 7.6: no preview launch stage, no second provider.
+    assert "launch_stage" not in service and "lifecycle" not in service
+    resources = [r for group in plain.json["resource"].values() for r in group.values()]
+    assert resources and not [r for r in resources if "provider" in r]
 
 
-def test_google_beta_is_pinned_and_configured_like_google(plain):
+def test_the_google_provider_alone_serves_every_google_resource(plain):
     required = plain.json["terraform"]["required_providers"]
-    providers = plain.json["provider"]
 
-    assert required["google-beta"] == {"source": "hashicorp/google-beta", "version": required["google"]["version"]}
-    assert required["google"]["version"] == "6.50.0"
-    assert providers["google-beta"] == providers["google"] == [{"project": "p", "region": "asia-northeast1"}]
+    assert set(required) == set(plain.json["provider"]) == {"google", "time"}
+    assert {kind.split("_")[0] for kind in plain.json["resource"]} == {"google", "time"}
 
 
 def test_cloud_run_runs_the_image_with_the_model_uri(plain, synth):
@@ -358,7 +354,7 @@ def test_the_service_waits_for_the_bucket_grant_to_propagate(plain):
     assert int(wait["create_duration"].removesuffix("s")) >= 60
     assert wait["triggers"] == {"model_reader": plain.address("google_storage_bucket_iam_member", "id")}
     assert plain.one(RUN)["depends_on"] == [f"time_sleep.{key}"]
-    assert plain.json["terraform"]["required_providers"]["time"] == {"source": "hashicorp/time", "version": "0.13.1"}
+    assert plain.json["terraform"]["required_providers"]["time"] == {"source": "hashicorp/time", "version": "0.14.2"}
 
 
 def test_the_startup_probe_allows_cloud_runs_whole_240_seconds(plain):
@@ -435,7 +431,7 @@ def test_state_goes_to_gcs_when_a_bucket_is_named(plain, synth):
 
 
 def test_the_provider_is_pinned(plain):
-    assert plain.json["terraform"]["required_providers"]["google"] == {"source": "google", "version": "6.50.0"}
+    assert plain.json["terraform"]["required_providers"]["google"] == {"source": "hashicorp/google", "version": "8.7.0"}
     assert plain.json["provider"]["google"] == [{"project": "p", "region": "asia-northeast1"}]
 
 

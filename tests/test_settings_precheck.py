@@ -1,4 +1,4 @@
-"""Bad settings stop the real make targets in one line, before cdktf or anything slow starts."""
+"""Bad settings stop the real make targets in one line, before cdktn or anything slow starts."""
 
 import os
 import re
@@ -16,7 +16,8 @@ from tests.infra import BASE_ENV
 # own, so that a make started by `make test` does not behave as a sub-make.
 CLEARED = (
     "PROJECT_ID", "REGION", "ALLOWED_IP_RANGES", "MODEL_URI", "MODEL_BUCKET", "TF_STATE_BUCKET",
-    "IMAGE", "DOMAIN", "STACK", "BOOTSTRAP_STATE_IN_BUCKET", "MAKEFLAGS", "MAKELEVEL", "MFLAGS",
+    "IMAGE", "DOMAIN", "STACK", "BOOTSTRAP_STATE_IN_BUCKET", "TERRAFORM_BINARY_NAME",
+    "MAKEFLAGS", "MAKELEVEL", "MFLAGS",
 )  # fmt: skip
 BOOTSTRAP_ONLY = {"PROJECT_ID": "p", "MODEL_BUCKET": "p-models"}
 
@@ -62,7 +63,7 @@ def lines(result: subprocess.CompletedProcess) -> list[str]:
         ("upload", {"MODEL_URI": "gs://demo-models/iris/%{ if true }x%{ endif }"}, "expected a plain object name"),
     ],
 )  # fmt: skip
-def test_a_bad_setting_stops_the_target_in_one_line_before_cdktf(target, env, message):
+def test_a_bad_setting_stops_the_target_in_one_line_before_cdktn(target, env, message):
     # A dry run: the check runs all the same, and should it let a bad setting past, nothing
     # installs (npm ci would empty a shared node_modules) and nothing deploys.
     result = run(["make", "-n", target], env)
@@ -72,7 +73,7 @@ def test_a_bad_setting_stops_the_target_in_one_line_before_cdktf(target, env, me
     assert len(output) == 1, output
     assert message in output[0]
     assert output[0].count(message.split(":")[0] + ":") == 1
-    assert "cdktf" not in output[0] and "Synthesizing" not in output[0]
+    assert "cdktn" not in output[0] and "cdktf" not in output[0] and "Synthesizing" not in output[0]
 
 
 def make_dry_run(target: str, env: dict[str, str], *assignments: str) -> list[str]:
@@ -85,14 +86,33 @@ def make_dry_run(target: str, env: dict[str, str], *assignments: str) -> list[st
 @pytest.mark.parametrize(
     ("target", "env", "command"),
     [
-        ("bootstrap", BOOTSTRAP_ONLY, f"STACK={BOOTSTRAP_STACK} node_modules/.bin/cdktf deploy {BOOTSTRAP_STACK} --migrate-state"),
-        ("deploy", BASE_ENV, f"STACK={STACK_NAME} node_modules/.bin/cdktf deploy {STACK_NAME}"),
-        ("destroy", BASE_ENV, f"STACK={STACK_NAME} node_modules/.bin/cdktf destroy {STACK_NAME}"),
-        ("synth", BASE_ENV, "STACK=all node_modules/.bin/cdktf synth"),
+        ("bootstrap", BOOTSTRAP_ONLY, f"STACK={BOOTSTRAP_STACK} node_modules/.bin/cdktn deploy {BOOTSTRAP_STACK} --migrate-state"),
+        ("deploy", BASE_ENV, f"STACK={STACK_NAME} node_modules/.bin/cdktn deploy {STACK_NAME}"),
+        ("destroy", BASE_ENV, f"STACK={STACK_NAME} node_modules/.bin/cdktn destroy {STACK_NAME}"),
+        ("synth", BASE_ENV, "STACK=all node_modules/.bin/cdktn synth"),
     ],
 )  # fmt: skip
-def test_each_target_names_the_stack_cdktf_acts_on(target, env, command):
+def test_each_target_names_the_stack_cdktn_acts_on(target, env, command):
     assert command in make_dry_run(target, env)
+
+
+@pytest.mark.parametrize(
+    ("env", "assignments", "binary"),
+    [
+        ({}, (), "terraform"),
+        ({}, ("TERRAFORM_BINARY_NAME=tofu",), "tofu"),
+        ({"TERRAFORM_BINARY_NAME": "tofu"}, (), "tofu"),
+    ],
+    ids=["default", "on make's command line", "in the environment"],
+)  # fmt: skip
+def test_every_recipe_runs_cdktn_with_the_binary_terraform_binary_name_names(env, assignments, binary):
+    # cdktn-cli and the app (the bootstrap's terraform_data checks the binary's version at synth)
+    # read TERRAFORM_BINARY_NAME from their environment: the Makefile exports it to every recipe.
+    result = run(
+        ["make", "-s", "--eval", 'print-binary: ; @echo "$$TERRAFORM_BINARY_NAME"', "print-binary", *assignments], env
+    )
+
+    assert result.stdout.split() == [binary], result.stderr
 
 
 def test_the_makefile_names_the_serving_stack_as_the_code_does():
@@ -115,7 +135,7 @@ def test_a_setting_given_on_makes_command_line_reaches_the_check():
 
     commands = make_dry_run("deploy", without, "ALLOWED_IP_RANGES=203.0.113.4")
 
-    assert f"STACK={STACK_NAME} node_modules/.bin/cdktf deploy {STACK_NAME}" in commands
+    assert f"STACK={STACK_NAME} node_modules/.bin/cdktn deploy {STACK_NAME}" in commands
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""The path a user takes: the pinned cdktf-cli running cdktf.json's app, and a scanner nobody here wrote."""
+"""The path a user takes: the pinned cdktn-cli running cdktf.json's app, and a scanner nobody here wrote."""
 
 import json
 import os
@@ -10,34 +10,34 @@ import pytest
 from tests.helpers import ROOT
 from tests.infra import BASE_ENV
 
-CDKTF = ROOT / "node_modules" / ".bin" / "cdktf"
+CDKTN = ROOT / "node_modules" / ".bin" / "cdktn"
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
 STACK = "secure-inference"
 
 
-def cdktf(*args: str, env: dict[str, str], tmp_path) -> subprocess.CompletedProcess:
-    assert CDKTF.exists(), "`make test` installs cdktf-cli from package-lock.json"
+def cdktn(*args: str, env: dict[str, str], tmp_path, cwd=ROOT) -> subprocess.CompletedProcess:
+    assert CDKTN.exists(), "`make test` installs cdktn-cli from package-lock.json"
     full_env = {
         **os.environ,
-        "PATH": f"{CDKTF.parent}{os.pathsep}{os.environ['PATH']}",
+        "PATH": f"{CDKTN.parent}{os.pathsep}{os.environ['PATH']}",
         "CHECKPOINT_DISABLE": "1",
-        "HOME": str(tmp_path),  # cdktf-cli keeps its config in ~/.cdktf
+        "HOME": str(tmp_path),  # cdktn-cli keeps its config in ~/.cdktf
         **env,
     }
     return subprocess.run(
-        [str(CDKTF), *args], cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=300
+        [str(CDKTN), *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=300
     )
 
 
 @pytest.fixture(scope="module")
 def cli_output(tmp_path_factory):
     out = tmp_path_factory.mktemp("cdktf-out")
-    result = cdktf("synth", "--output", str(out), env=BASE_ENV, tmp_path=out.parent)
+    result = cdktn("synth", "--output", str(out), env=BASE_ENV, tmp_path=out.parent)
     assert result.returncode == 0, result.stdout + result.stderr
     return out, result
 
 
-def test_cdktf_synth_writes_the_stack(cli_output, synth):
+def test_cdktn_synth_writes_the_stack(cli_output, synth):
     out, _ = cli_output
 
     written = json.loads((out / "stacks" / STACK / "cdk.tf.json").read_text())
@@ -45,15 +45,15 @@ def test_cdktf_synth_writes_the_stack(cli_output, synth):
     assert written["resource"].keys() == synth().json["resource"].keys()
 
 
-def test_cdktf_synth_shows_no_node_version_warning(cli_output):
+def test_cdktn_synth_shows_no_node_version_warning(cli_output):
     _, result = cli_output
 
     assert "end-of-life" not in (result.stdout + result.stderr).lower()
     assert "node.js" not in result.stderr.lower()
 
 
-def test_cdktf_synth_refuses_the_seed_placeholder(tmp_path):
-    result = cdktf(
+def test_cdktn_synth_refuses_the_seed_placeholder(tmp_path):
+    result = cdktn(
         "synth", "--output", str(tmp_path / "out"),
         env={**BASE_ENV, "ALLOWED_IP_RANGES": "your ip address"}, tmp_path=tmp_path,
     )  # fmt: skip
@@ -66,7 +66,7 @@ def test_cdktf_synth_refuses_the_seed_placeholder(tmp_path):
 def test_checkov_finds_no_failed_check_in_the_hcl(tmp_path):
     assert CHECKOV.exists(), "`make test` installs checkov into .venv-checkov"
     out = tmp_path / "hcl"
-    synthesized = cdktf("synth", "--hcl", "--output", str(out), env=BASE_ENV, tmp_path=tmp_path)
+    synthesized = cdktn("synth", "--hcl", "--output", str(out), env=BASE_ENV, tmp_path=tmp_path)
     assert synthesized.returncode == 0, synthesized.stdout + synthesized.stderr
 
     scan = subprocess.run(
@@ -109,3 +109,22 @@ def test_a_pinned_image_behind_https_warns_of_nothing():
 
     assert settings.warnings() == []
     assert [w.split(" ", 1)[0] for w in EndpointSettings.from_env(BASE_ENV).warnings()] == ["DOMAIN", "IMAGE"]
+
+
+def test_cdktn_refuses_a_binary_outside_cdktf_jsons_target_versions_before_running_it(tmp_path):
+    config = json.loads((ROOT / "cdktf.json").read_text())
+    # Without the opt-in, cdktn would go on to `terraform init`, which reaches the registry.
+    assert config["validateInstalledBinary"] is True
+    assert set(config["targetVersions"]) == {"terraform", "opentofu"}
+    project = tmp_path / "project"
+    project.mkdir()
+    for name in (".venv", "cdktf", "node_modules"):
+        (project / name).symlink_to(ROOT / name)
+    (project / "cdktf.json").write_text(json.dumps({**config, "targetVersions": {**config["targetVersions"], "terraform": ">=99.0.0"}}))
+
+    result = cdktn("diff", STACK, env={**BASE_ENV, "STACK": STACK}, tmp_path=tmp_path, cwd=project)
+
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "outside the project's declared targetVersions.terraform range \">=99.0.0\"" in output, output
+    assert not (project / "cdktf.out" / "stacks" / STACK / ".terraform").exists()

@@ -48,7 +48,7 @@ def read_settings(name: str, environ: Mapping[str, str]) -> dict:
 def synthesize(settings: dict, outdir: Path | None = None) -> Path:
     """Builds and writes the stacks `settings` holds; returns where."""
     # Loading the provider through jsii takes seconds: only once the settings are known good.
-    from cdktf import Annotations, App
+    from cdktn import Annotations, App
 
     from secure_endpoint.bootstrap import BootstrapStack
     from secure_endpoint.stack import SecureEndpointStack

@@ -1,6 +1,6 @@
 """What a brand-new project needs before the endpoint can be deployed: `make bootstrap`."""
 
-from cdktf import (
+from cdktn import (
     DataResource,
     Fn,
     GcsBackend,
@@ -9,24 +9,24 @@ from cdktf import (
     TerraformResourceLifecycle,
     TerraformStack,
 )
-from cdktf_cdktf_provider_google.artifact_registry_repository import ArtifactRegistryRepository
-from cdktf_cdktf_provider_google.artifact_registry_repository_iam_member import (
+from cdktn_provider_google.artifact_registry_repository import ArtifactRegistryRepository
+from cdktn_provider_google.artifact_registry_repository_iam_member import (
     ArtifactRegistryRepositoryIamMember,
 )
-from cdktf_cdktf_provider_google.project_iam_member import ProjectIamMember
-from cdktf_cdktf_provider_google.project_service import ProjectService
-from cdktf_cdktf_provider_google.provider import GoogleProvider
-from cdktf_cdktf_provider_google.service_account import ServiceAccount
-from cdktf_cdktf_provider_google.storage_bucket import (
+from cdktn_provider_google.project_iam_member import ProjectIamMember
+from cdktn_provider_google.project_service import ProjectService
+from cdktn_provider_google.provider import GoogleProvider
+from cdktn_provider_google.service_account import ServiceAccount
+from cdktn_provider_google.storage_bucket import (
     StorageBucket,
     StorageBucketLifecycleRule,
     StorageBucketLifecycleRuleAction,
     StorageBucketLifecycleRuleCondition,
     StorageBucketVersioning,
 )
-from cdktf_cdktf_provider_google.storage_bucket_iam_member import StorageBucketIamMember
-from cdktf_cdktf_provider_time.provider import TimeProvider
-from cdktf_cdktf_provider_time.sleep import Sleep
+from cdktn_provider_google.storage_bucket_iam_member import StorageBucketIamMember
+from cdktn_provider_time.provider import TimeProvider
+from cdktn_provider_time.sleep import Sleep
 from constructs import Construct
 
 from secure_endpoint.bootstrap_settings import BootstrapSettings

@@ -1,18 +1,18 @@
 """The edge: a global external Application Load Balancer guarded by a Cloud Armor policy."""
 
-from cdktf import TerraformResourceLifecycle
-from cdktf_cdktf_provider_google.compute_backend_service import (
+from cdktn import TerraformResourceLifecycle
+from cdktn_provider_google.compute_backend_service import (
     ComputeBackendService,
     ComputeBackendServiceBackend,
     ComputeBackendServiceLogConfig,
 )
-from cdktf_cdktf_provider_google.compute_global_address import ComputeGlobalAddress
-from cdktf_cdktf_provider_google.compute_global_forwarding_rule import ComputeGlobalForwardingRule
-from cdktf_cdktf_provider_google.compute_managed_ssl_certificate import (
+from cdktn_provider_google.compute_global_address import ComputeGlobalAddress
+from cdktn_provider_google.compute_global_forwarding_rule import ComputeGlobalForwardingRule
+from cdktn_provider_google.compute_managed_ssl_certificate import (
     ComputeManagedSslCertificate,
     ComputeManagedSslCertificateManaged,
 )
-from cdktf_cdktf_provider_google.compute_security_policy import (
+from cdktn_provider_google.compute_security_policy import (
     ComputeSecurityPolicy,
     ComputeSecurityPolicyAdaptiveProtectionConfig,
     ComputeSecurityPolicyAdaptiveProtectionConfigLayer7DdosDefenseConfig,
@@ -24,10 +24,10 @@ from cdktf_cdktf_provider_google.compute_security_policy import (
     ComputeSecurityPolicyRuleRateLimitOptions,
     ComputeSecurityPolicyRuleRateLimitOptionsRateLimitThreshold,
 )
-from cdktf_cdktf_provider_google.compute_ssl_policy import ComputeSslPolicy
-from cdktf_cdktf_provider_google.compute_target_http_proxy import ComputeTargetHttpProxy
-from cdktf_cdktf_provider_google.compute_target_https_proxy import ComputeTargetHttpsProxy
-from cdktf_cdktf_provider_google.compute_url_map import (
+from cdktn_provider_google.compute_ssl_policy import ComputeSslPolicy
+from cdktn_provider_google.compute_target_http_proxy import ComputeTargetHttpProxy
+from cdktn_provider_google.compute_target_https_proxy import ComputeTargetHttpsProxy
+from cdktn_provider_google.compute_url_map import (
     ComputeUrlMap,
     ComputeUrlMapDefaultRouteAction,
     ComputeUrlMapDefaultRouteActionWeightedBackendServices,

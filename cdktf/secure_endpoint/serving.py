@@ -1,7 +1,7 @@
 """The serving side: the Cloud Run service, its identity, and the NEG the load balancer points at."""
 
-from cdktf import TerraformProvider, TerraformResourceLifecycle
-from cdktf_cdktf_provider_google.cloud_run_v2_service import (
+from cdktn import TerraformResourceLifecycle
+from cdktn_provider_google.cloud_run_v2_service import (
     CloudRunV2Service,
     CloudRunV2ServiceTemplate,
     CloudRunV2ServiceTemplateContainers,
@@ -14,16 +14,16 @@ from cdktf_cdktf_provider_google.cloud_run_v2_service import (
     CloudRunV2ServiceTemplateContainersStartupProbeHttpGet,
     CloudRunV2ServiceTemplateScaling,
 )
-from cdktf_cdktf_provider_google.compute_region_network_endpoint_group import (
+from cdktn_provider_google.compute_region_network_endpoint_group import (
     ComputeRegionNetworkEndpointGroup,
     ComputeRegionNetworkEndpointGroupCloudRun,
 )
-from cdktf_cdktf_provider_google.data_google_artifact_registry_docker_image import (
+from cdktn_provider_google.data_google_artifact_registry_docker_image import (
     DataGoogleArtifactRegistryDockerImage,
 )
-from cdktf_cdktf_provider_google.service_account import ServiceAccount
-from cdktf_cdktf_provider_google.storage_bucket_iam_member import StorageBucketIamMember
-from cdktf_cdktf_provider_time.sleep import Sleep
+from cdktn_provider_google.service_account import ServiceAccount
+from cdktn_provider_google.storage_bucket_iam_member import StorageBucketIamMember
+from cdktn_provider_time.sleep import Sleep
 from constructs import Construct
 
 from secure_endpoint.image import artifact_registry_image
@@ -41,8 +41,6 @@ CONTAINER_PORT = 5000
 READY_PATH = "/readyz"
 HEALTH_PATH = "/healthz"
 MODEL_READER_ROLE = "roles/storage.objectViewer"
-# As the google-beta provider's own acceptance test of default_uri_disabled sets it.
-LAUNCH_STAGE = "BETA"
 # A bucket IAM grant usually takes effect within two minutes, at worst seven: the service starts
 # only after this wait, and its startup probe then allows Cloud Run's most, 240 s, on top.
 MODEL_ACCESS_WAIT = "90s"
@@ -60,7 +58,7 @@ class ServingBackend(Construct):
               │          time_sleep (IAM propagation) ── the service waits for it
               ▼ runs as
         Cloud Run v2 service "inference" ── ingress: internal + load balancer only, run.app URL
-              ▲  (google-beta provider)      closed, invoker IAM check off (ingress is the gate);
+              ▲                              closed, invoker IAM check off (ingress is the gate);
               │                              image pinned by digest (a tag resolved at plan)
               │ points at
         serverless NEG "inference-neg-REGION" (created before the old one goes; names the
@@ -79,7 +77,6 @@ class ServingBackend(Construct):
         *,
         settings: EndpointSettings,
         arm: Arm,
-        beta_provider: TerraformProvider,
         image: str | None = None,
     ):
         super().__init__(scope, id)
@@ -122,11 +119,10 @@ class ServingBackend(Construct):
             invoker_iam_disabled=INVOKER_IAM_DISABLED,
             # A canary goes away at promotion: protecting it would make that apply fail.
             deletion_protection=settings.deletion_protection and arm.role == STABLE,
-            # The API reports GA back once no preview feature is in use: without ignore_changes
-            # every plan would propose setting BETA again.
-            launch_stage=LAUNCH_STAGE,
-            provider=beta_provider,
-            lifecycle=TerraformResourceLifecycle(ignore_changes=["launch_stage"]),
+            # With ingress "internal and load balancer", the run.app URL still answers the
+            # project's VPC networks, its other load balancers and Google services such as Pub/Sub
+            # pushes, none of which pass Cloud Armor.
+            default_uri_disabled=DEFAULT_URI_DISABLED,
             depends_on=[self.model_access_wait],
             template=CloudRunV2ServiceTemplate(
                 service_account=self.service_account.email,
@@ -179,10 +175,6 @@ class ServingBackend(Construct):
                 ],
             ),
         )
-        # With ingress "internal and load balancer", the run.app URL still answers the project's
-        # VPC networks, its other load balancers and Google services such as Pub/Sub pushes, none
-        # of which pass Cloud Armor. google-beta 6.50 knows the attribute; the GA bindings do not.
-        self.service.add_override("default_uri_disabled", DEFAULT_URI_DISABLED)
 
         # A new REGION replaces the NEG while the backend service still uses the old one: the new
         # one must exist first (under another name) for the backend service to move onto it.

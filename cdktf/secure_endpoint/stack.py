@@ -1,12 +1,12 @@
 """The stack: provider, state, the serving side and the edge, and what a user needs to know after."""
 
-from cdktf import Fn, GcsBackend, TerraformOutput, TerraformStack
-from cdktf_cdktf_provider_time.provider import TimeProvider
+from cdktn import Fn, GcsBackend, TerraformOutput, TerraformStack
+from cdktn_provider_google.provider import GoogleProvider
+from cdktn_provider_time.provider import TimeProvider
 from constructs import Construct
 
 from secure_endpoint.edge import ArmoredEdge
 from secure_endpoint.plan import CANARY_HEADER, CANARY_HEADER_VALUE, plan_arms
-from secure_endpoint.providers import google_providers
 from secure_endpoint.serving import ServingBackend
 from secure_endpoint.settings import EndpointSettings
 
@@ -20,16 +20,16 @@ class SecureEndpointStack(TerraformStack):
 
     def __init__(self, scope: Construct, id: str, *, settings: EndpointSettings):
         super().__init__(scope, id)
-        _, beta = google_providers(self, project=settings.project_id, region=settings.region)
+        GoogleProvider(self, "google", project=settings.project_id, region=settings.region)
         TimeProvider(self, "time")
         if settings.state_bucket:
             GcsBackend(self, bucket=settings.state_bucket, prefix=STATE_PREFIX)
 
         stable, *others = plan_arms(settings)
-        self.serving = ServingBackend(self, "serving", settings=settings, arm=stable, beta_provider=beta)
+        self.serving = ServingBackend(self, "serving", settings=settings, arm=stable)
         self.servings = [self.serving] + [
             ServingBackend(
-                self, f"serving{arm.suffix}", settings=settings, arm=arm, beta_provider=beta,
+                self, f"serving{arm.suffix}", settings=settings, arm=arm,
                 image=self.serving.container_image,
             )  # fmt: skip
             for arm in others
