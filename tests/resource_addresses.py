@@ -22,7 +22,7 @@ _BASE = {**BASE_ENV, "MODEL_BUCKET": "p-models"}
 # The first writes both stacks; the bootstrap reads none of the others' settings.
 VARIANTS: dict[str, dict[str, str]] = {
     "default": {},
-    "canary": {"CANARY_MODEL_URI": "gs://b/models/iris/cd827946f6342979/model.onnx", "CANARY_PERCENT": "5"},
+    "canary": {"CANARY_MODEL_URI": "gs://demo-models/models/iris/cd827946f6342979/model.onnx", "CANARY_PERCENT": "5"},
     "https-ipv6": {"DOMAIN": "api.example.com", "IPV6": "true"},
     "https-ipv6-canary": {
         "DOMAIN": "api.example.com",
