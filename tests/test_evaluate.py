@@ -138,7 +138,10 @@ def test_a_regressor_is_judged_by_r2_or_rmse(price_regressor):
 
 def test_a_metric_of_the_other_task_is_refused_naming_metric(seed):
     _, sample, model = seed
-    with pytest.raises(ValueError, match=r"^METRIC: expected one of \['accuracy', 'log_loss'\] for a classification model, got 'r2'$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^METRIC: expected one of \['accuracy', 'log_loss'\] for a classification model, got 'r2'$",
+    ):
         evaluate(model, None, sample, ALL_IRIS, Gate(metric=R2))
 
 
@@ -147,7 +150,9 @@ def test_differences_of_features_task_and_classes_are_named(seed, price_regresso
     fewer = served(estimator, sample)
     regressor = model_from_bytes(price_regressor.path.read_bytes(), "price.onnx")
 
-    assert feature_differences(fewer, seed[2]) == ["features only production takes: ['petal_width']"]
+    assert feature_differences(fewer, seed[2]) == [
+        "features only production takes: ['petal_width']"
+    ]
     assert feature_differences(seed[2], regressor) == [
         "production is a regression model, the candidate a classification model",
         "features only production takes: ['color', 'size', 'weight']",
@@ -177,10 +182,14 @@ def shop(frame: pd.DataFrame) -> Pipeline:
 
 def test_rows_production_would_refuse_are_left_out_of_the_comparison():
     old_rows = shop_rows(120, seed=0)
-    new_rows = pd.concat([old_rows, shop_rows(30, seed=1).assign(color="purple")], ignore_index=True)
+    new_rows = pd.concat(
+        [old_rows, shop_rows(30, seed=1).assign(color="purple")], ignore_index=True
+    )
     production = served(shop(old_rows), old_rows, "shop")
     candidate = served(shop(new_rows), new_rows, "shop")
-    X = pd.concat([shop_rows(20, seed=2), shop_rows(5, seed=3).assign(color="purple")], ignore_index=True)
+    X = pd.concat(
+        [shop_rows(20, seed=2), shop_rows(5, seed=3).assign(color="purple")], ignore_index=True
+    )
 
     evaluation = evaluate(candidate, production, X, bought(X), Gate())
 
@@ -194,12 +203,17 @@ def test_held_out_rows_the_candidate_would_refuse_fail_the_evaluation(shop_class
     X = shop_rows(10, seed=4)
     X.loc[3, "color"] = "purple"
 
-    with pytest.raises(EvaluationError, match=r"would refuse 1 of its 10 held-out rows \(first: row 3"):
+    with pytest.raises(
+        EvaluationError, match=r"would refuse 1 of its 10 held-out rows \(first: row 3"
+    ):
         evaluate(candidate, None, X, bought(X), Gate())
 
 
 def test_held_out_labels_of_another_length_are_refused(seed):
-    with pytest.raises(EvaluationError, match=r"holdout_y: expected one label or target per held-out row \(150\), got 3"):
+    with pytest.raises(
+        EvaluationError,
+        match=r"holdout_y: expected one label or target per held-out row \(150\), got 3",
+    ):
         evaluate(seed[2], None, seed[1], ALL_IRIS[:3], Gate())
 
 

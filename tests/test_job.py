@@ -101,7 +101,9 @@ def test_a_better_model_is_published_as_a_new_version(capsys, gcs_bucket):
     assert better["production_uri"] == weak["model_uri"]
     assert better["metrics"]["production"]["accuracy"] == pytest.approx(11 / 15)
     assert better["metrics"]["candidate"]["accuracy"] == 1.0
-    evaluation = json.loads(objects(gcs_bucket)[f"models/iris/{better['version']}/{EVALUATION_FILE}"])
+    evaluation = json.loads(
+        objects(gcs_bucket)[f"models/iris/{better['version']}/{EVALUATION_FILE}"]
+    )
     assert evaluation["production"]["version"] == weak["version"]
     assert evaluation["production"]["compared_rows"] == 15
     assert evaluation["gate"]["regression"] == pytest.approx(-4 / 15)
@@ -202,7 +204,9 @@ def test_an_evaluation_of_the_same_version_written_earlier_is_kept(capsys, gcs_b
 def test_an_evaluation_of_another_version_in_its_place_fails_the_job(capsys, gcs_bucket):
     status, first, _ = run_here(capsys, gcs_bucket)
     evaluation_object = first["model_uri"].split("/", 3)[3].replace("model.onnx", EVALUATION_FILE)
-    gcs_bucket.blob(evaluation_object).upload_from_string('{"candidate": {"version": "0000000000000000"}}')
+    gcs_bucket.blob(evaluation_object).upload_from_string(
+        '{"candidate": {"version": "0000000000000000"}}'
+    )
 
     status, summary, err = run_here(capsys, gcs_bucket)
 
@@ -275,7 +279,10 @@ def test_a_production_model_that_does_not_exist_fails_and_says_how_to_start(caps
     status, summary, err = run_here(capsys, gcs_bucket, MODEL_URI=missing)
 
     assert status == EXIT_FAILED
-    assert f"MODEL_URI: cannot read the production model to compare with: cannot load model {missing}: no such object" in err
+    assert (
+        f"MODEL_URI: cannot read the production model to compare with: cannot load model {missing}: no such object"
+        in err
+    )
     assert "for a first model, with nothing in production yet, leave MODEL_URI unset" in err
     assert objects(gcs_bucket) == {}
 
@@ -311,15 +318,23 @@ def test_a_metric_of_the_other_task_names_metric(capsys, gcs_bucket):
     status, summary, err = run_here(capsys, gcs_bucket, METRIC="rmse")
 
     assert status == EXIT_SETTINGS
-    assert "error: METRIC: expected one of ['accuracy', 'log_loss'] for a classification model, got 'rmse'" in err
+    assert (
+        "error: METRIC: expected one of ['accuracy', 'log_loss'] for a classification model, got 'rmse'"
+        in err
+    )
     assert objects(gcs_bucket) == {}
 
 
 def test_an_entry_point_that_returns_something_else_is_one_line(capsys, gcs_bucket):
-    status, summary, err = run_here(capsys, gcs_bucket, TRAIN_ENTRYPOINT="tests.job_entrypoints:not_a_tuple")
+    status, summary, err = run_here(
+        capsys, gcs_bucket, TRAIN_ENTRYPOINT="tests.job_entrypoints:not_a_tuple"
+    )
 
     assert status == EXIT_FAILED
-    assert "expected the tuple (estimator, sample, holdout_X, holdout_y), got LogisticRegression" in err
+    assert (
+        "expected the tuple (estimator, sample, holdout_X, holdout_y), got LogisticRegression"
+        in err
+    )
 
 
 def test_every_bad_setting_is_named_in_one_run(capsys):
@@ -360,7 +375,11 @@ def test_the_defaults():
     assert settings.entrypoint == DEFAULT_ENTRYPOINT
     assert settings.model_name == "iris"
     assert settings.production_uri is None
-    assert (settings.gate.metric, settings.gate.min_score, settings.gate.max_regression) == (None, None, None)
+    assert (settings.gate.metric, settings.gate.min_score, settings.gate.max_regression) == (
+        None,
+        None,
+        None,
+    )
     named = JobSettings.from_env({"MODEL_BUCKET": "models-1", "TRAIN_ENTRYPOINT": "shop.churn:fit"})
     assert named.model_name == "churn"
     with pytest.raises(SettingsError, match="MODEL_BUCKET: required"):

@@ -29,7 +29,9 @@ EXECUTION_TYPE = "type.googleapis.com/google.cloud.run.v2.Execution"
 LOG_URI = f"https://console.cloud.google.com/logs/viewer?project={PROJECT}&resource=cloud_run_job"
 
 
-def execution_json(bucket: str, *, succeeded=0, failed=0, retried=0, message=None, done=True) -> dict:
+def execution_json(
+    bucket: str, *, succeeded=0, failed=0, retried=0, message=None, done=True
+) -> dict:
     """A Cloud Run Admin API v2 Execution of one task, retried at most once."""
     body = {
         "name": EXECUTION, "uid": "5b3e", "job": JOB_NAME, "taskCount": 1, "parallelism": 1,
@@ -108,7 +110,9 @@ REFUSED = {
 }  # fmt: skip
 
 
-def test_a_succeeded_execution_prints_its_summary_and_where_its_logs_are(capsys, httpserver, cloud_run, gcs_bucket):
+def test_a_succeeded_execution_prints_its_summary_and_where_its_logs_are(
+    capsys, httpserver, cloud_run, gcs_bucket
+):
     cloud_run(execution_json(gcs_bucket.name, succeeded=1))
     leave_summary(gcs_bucket, 0, PUBLISHED)
 
@@ -122,17 +126,24 @@ def test_a_succeeded_execution_prints_its_summary_and_where_its_logs_are(capsys,
     assert f"summary: gs://{gcs_bucket.name}/{summary_object(EXECUTION_ID, 0)}" in err
     assert f"logs: {LOG_URI}" in err
     assert (
-        "logs: gcloud logging read 'resource.type=\"cloud_run_job\" AND "
-        f"resource.labels.job_name=\"{JOB_NAME}\" AND "
-        f"labels.\"run.googleapis.com/execution_name\"=\"{EXECUTION_ID}\"' --project {PROJECT}"
+        'logs: gcloud logging read \'resource.type="cloud_run_job" AND '
+        f'resource.labels.job_name="{JOB_NAME}" AND '
+        f'labels."run.googleapis.com/execution_name"="{EXECUTION_ID}"\' --project {PROJECT}'
     ) in err
     started = [request for request, _ in httpserver.log if request.path.endswith(":run")]
     assert len(started) == 1 and started[0].method == "POST"
 
 
-def test_a_refusal_by_the_gate_exits_3_with_the_last_attempts_summary(capsys, httpserver, cloud_run, gcs_bucket):
-    ended = execution_json(gcs_bucket.name, failed=1, retried=1, message="Task inference-train-x7k2p-task0 failed")
-    cloud_run(ended, error={"code": 9, "message": "Execution inference-train-x7k2p has failed to complete"})
+def test_a_refusal_by_the_gate_exits_3_with_the_last_attempts_summary(
+    capsys, httpserver, cloud_run, gcs_bucket
+):
+    ended = execution_json(
+        gcs_bucket.name, failed=1, retried=1, message="Task inference-train-x7k2p-task0 failed"
+    )
+    cloud_run(
+        ended,
+        error={"code": 9, "message": "Execution inference-train-x7k2p has failed to complete"},
+    )
     leave_summary(gcs_bucket, 0, {**REFUSED, "reasons": ["the first attempt"]})
     leave_summary(gcs_bucket, 1, REFUSED)
 
@@ -140,17 +151,31 @@ def test_a_refusal_by_the_gate_exits_3_with_the_last_attempts_summary(capsys, ht
 
     assert status == EXIT_REFUSED
     assert json.loads(out) == REFUSED
-    assert "failed (1 of 1 tasks failed, 0 cancelled, 1 retried): Task inference-train-x7k2p-task0 failed" in err
+    assert (
+        "failed (1 of 1 tasks failed, 0 cancelled, 1 retried): Task inference-train-x7k2p-task0 failed"
+        in err
+    )
     assert f"the quality gate refused the model: {REFUSED['reasons'][0]}" in err
     assert f"summary: gs://{gcs_bucket.name}/{summary_object(EXECUTION_ID, 1)}" in err
     # The operation ended in an error: the execution itself was read for its counts.
-    assert [r.path for r, _ in httpserver.log if r.path == f"/v2/{EXECUTION}"] == [f"/v2/{EXECUTION}"]
+    assert [r.path for r, _ in httpserver.log if r.path == f"/v2/{EXECUTION}"] == [
+        f"/v2/{EXECUTION}"
+    ]
 
 
-def test_a_failed_execution_exits_1_and_says_what_the_job_said(capsys, httpserver, cloud_run, gcs_bucket):
+def test_a_failed_execution_exits_1_and_says_what_the_job_said(
+    capsys, httpserver, cloud_run, gcs_bucket
+):
     ended = execution_json(gcs_bucket.name, failed=1, retried=1)
-    cloud_run(ended, error={"code": 9, "message": "Execution inference-train-x7k2p has failed to complete"})
-    failure = {"exit_status": 1, "verdict": "failed", "error": "training (shop.churn:train) raised ValueError: no rows"}
+    cloud_run(
+        ended,
+        error={"code": 9, "message": "Execution inference-train-x7k2p has failed to complete"},
+    )
+    failure = {
+        "exit_status": 1,
+        "verdict": "failed",
+        "error": "training (shop.churn:train) raised ValueError: no rows",
+    }
     leave_summary(gcs_bucket, 1, failure)
 
     status, out, err = run(capsys, httpserver)
@@ -161,7 +186,9 @@ def test_a_failed_execution_exits_1_and_says_what_the_job_said(capsys, httpserve
     assert f"logs: {LOG_URI}" in err
 
 
-def test_an_execution_that_left_no_summary_is_a_failure_pointing_to_its_logs(capsys, httpserver, cloud_run, gcs_bucket):
+def test_an_execution_that_left_no_summary_is_a_failure_pointing_to_its_logs(
+    capsys, httpserver, cloud_run, gcs_bucket
+):
     cloud_run(execution_json(gcs_bucket.name, failed=1, retried=1),
               error={"code": 9, "message": "Execution inference-train-x7k2p has failed to complete"})  # fmt: skip
 
@@ -197,13 +224,19 @@ def test_missing_credentials_are_one_line_saying_how_to_log_in(capsys, monkeypat
     status = main({"PROJECT_ID": PROJECT})
 
     assert status == EXIT_CANNOT_RUN
-    assert capsys.readouterr().err == "error: no Google credentials found: run `gcloud auth application-default login`\n"
+    assert (
+        capsys.readouterr().err
+        == "error: no Google credentials found: run `gcloud auth application-default login`\n"
+    )
 
 
 def test_bad_settings_are_named_before_anything_starts(capsys):
     started = []
 
-    status = main({"PROJECT_ID": "your-project-id!", "REGION": "tokyo", "TRAIN_JOB_WAIT": "soon"}, lambda: started.append(1))
+    status = main(
+        {"PROJECT_ID": "your-project-id!", "REGION": "tokyo", "TRAIN_JOB_WAIT": "soon"},
+        lambda: started.append(1),
+    )
 
     assert status == EXIT_CANNOT_RUN
     err = capsys.readouterr().err

@@ -20,7 +20,6 @@ compared on the same rows: that is a refusal naming the differences.
 
 import json
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,7 +135,9 @@ class Evaluation:
 
     def document(self) -> bytes:
         """evaluation.json: the same bytes for the same models and rows (sorted keys, no clock)."""
-        return (json.dumps(self.as_json(), sort_keys=True, indent=2, allow_nan=False) + "\n").encode()
+        return (
+            json.dumps(self.as_json(), sort_keys=True, indent=2, allow_nan=False) + "\n"
+        ).encode()
 
 
 def feature_differences(candidate: Model, production: Model) -> list[str]:
@@ -257,7 +258,8 @@ def evaluate(
         raise EvaluationError(
             f"the candidate's service would refuse {refused_rows.size} of its {n} held-out rows "
             f"(first: row {int(refused_rows[0])}, a value outside what it takes, such as a "
-            f"category it never learned or a missing number); hold out only rows a request could carry"
+            f"category it never learned or a missing number); "
+            "hold out only rows a request could carry"
         )
     everything = np.ones(n, dtype=bool)
     candidate_metrics = mine.metrics(everything)

@@ -32,7 +32,7 @@ from function.storage import is_gcs_uri, parse_gcs_uri
 from training.buckets import bucket_name_problem
 from training.evaluate import ALL_METRICS, Gate
 from training.job_names import ATTEMPT_VARIABLE, EXECUTION_VARIABLE, summary_object
-from training.publish import OBJECT_FILE, DEFAULT_TIMEOUT
+from training.publish import DEFAULT_TIMEOUT, OBJECT_FILE
 
 DEFAULT_ENTRYPOINT = "training.train:iris"
 DEFAULT_MODEL_NAME = "iris"
@@ -47,7 +47,9 @@ PUBLISHED = "published"
 REFUSED = "refused"
 FAILED = "failed"
 
-_ENTRYPOINT = re.compile(r"([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*):([A-Za-z_][A-Za-z0-9_]*)")
+_ENTRYPOINT = re.compile(
+    r"([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*):([A-Za-z_][A-Za-z0-9_]*)"
+)
 
 
 class JobError(Exception):
@@ -89,30 +91,38 @@ class JobSettings:
                 "(its name, without gs://), got nothing"
             )
         elif problem := bucket_name_problem(bucket):
-            problems.append(f"MODEL_BUCKET: expected a Cloud Storage bucket name, got {bucket!r}: {problem}")
+            problems.append(
+                f"MODEL_BUCKET: expected a Cloud Storage bucket name, got {bucket!r}: {problem}"
+            )
 
         production_uri = environ.get("MODEL_URI", "").strip() or None
         if production_uri is not None and is_gcs_uri(production_uri):
             try:
                 production_bucket, _ = parse_gcs_uri(production_uri)
             except ValueError as error:
-                problems.append(f"MODEL_URI: {error} (the production model; unset for a first model)")
+                problems.append(
+                    f"MODEL_URI: {error} (the production model; unset for a first model)"
+                )
             else:
                 if problem := bucket_name_problem(production_bucket):
-                    problems.append(f"MODEL_URI: expected gs://bucket/object, got {production_uri!r}: {problem}")
+                    problems.append(
+                        f"MODEL_URI: expected gs://bucket/object, got {production_uri!r}: {problem}"
+                    )
 
         entrypoint = environ.get("TRAIN_ENTRYPOINT", "").strip() or DEFAULT_ENTRYPOINT
         found = _ENTRYPOINT.fullmatch(entrypoint)
         if not found:
             problems.append(
-                f"TRAIN_ENTRYPOINT: expected module:function, such as {DEFAULT_ENTRYPOINT}, got {entrypoint!r}"
+                f"TRAIN_ENTRYPOINT: expected module:function, such as {DEFAULT_ENTRYPOINT}, "
+                f"got {entrypoint!r}"
             )
 
         model_name = environ.get("MODEL_NAME", "").strip()
         if model_name:
             if not MODEL_NAME_PATTERN.fullmatch(model_name):
                 problems.append(
-                    "MODEL_NAME: expected 1 to 63 characters of a-z, 0-9, '.', '_' or '-', starting "
+                    "MODEL_NAME: expected 1 to 63 characters of a-z, 0-9, '.', '_' or '-', "
+                    "starting "
                     f"with a letter or digit (it is part of the published path), got {model_name!r}"
                 )
         elif entrypoint == DEFAULT_ENTRYPOINT:
@@ -154,7 +164,11 @@ class JobSettings:
 
 
 def _number(
-    environ: Mapping[str, str], name: str, problems: list[str], expected: str, minimum: float | None = None
+    environ: Mapping[str, str],
+    name: str,
+    problems: list[str],
+    expected: str,
+    minimum: float | None = None,
 ) -> float | None:
     raw = environ.get(name, "").strip()
     if not raw:
@@ -176,20 +190,32 @@ def resolve(entrypoint: str) -> Callable[[], Any]:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as error:
-        if error.name is not None and (module_name == error.name or module_name.startswith(error.name + ".")):
+        if error.name is not None and (
+            module_name == error.name or module_name.startswith(error.name + ".")
+        ):
             raise SettingsError(
-                [f"TRAIN_ENTRYPOINT: no module {error.name!r} to import for {entrypoint!r} "
-                 f"(modules are found from the working directory and the installed packages)"]
+                [
+                    f"TRAIN_ENTRYPOINT: no module {error.name!r} to import for {entrypoint!r} "
+                    f"(modules are found from the working directory and the installed packages)"
+                ]
             ) from None
         _import_failed(module_name, error)
     except Exception as error:
         _import_failed(module_name, error)
     function = getattr(module, function_name, None)
     if function is None:
-        raise SettingsError([f"TRAIN_ENTRYPOINT: module {module_name!r} has no {function_name!r}, got {entrypoint!r}"])
+        raise SettingsError(
+            [
+                f"TRAIN_ENTRYPOINT: module {module_name!r} has no {function_name!r}, "
+                f"got {entrypoint!r}"
+            ]
+        )
     if not callable(function):
         raise SettingsError(
-            [f"TRAIN_ENTRYPOINT: expected a function, {entrypoint!r} is a {type(function).__name__}"]
+            [
+                f"TRAIN_ENTRYPOINT: expected a function, "
+                f"{entrypoint!r} is a {type(function).__name__}"
+            ]
         )
     return function
 
@@ -197,7 +223,8 @@ def resolve(entrypoint: str) -> Callable[[], Any]:
 def _import_failed(module_name: str, error: Exception) -> None:
     traceback.print_exc()
     raise JobError(
-        f"importing {module_name} (TRAIN_ENTRYPOINT) raised {type(error).__name__}: {_first_line(error)}"
+        f"importing {module_name} (TRAIN_ENTRYPOINT) raised "
+        f"{type(error).__name__}: {_first_line(error)}"
     ) from error
 
 
@@ -279,23 +306,30 @@ def run(settings: JobSettings, train: Callable[[], Any]) -> Outcome:
     already = _publish(settings, prefix, exported.data, evaluation.document(), exported.version)
     summary.update(model_uri=uri, verdict=PUBLISHED, already_published=already)
     said = "already published with the same bytes" if already else "published"
-    print(f"{settings.model_name} version {exported.version} {said}: MODEL_URI={uri}", file=sys.stderr)
+    print(
+        f"{settings.model_name} version {exported.version} {said}: MODEL_URI={uri}", file=sys.stderr
+    )
     return Outcome(EXIT_PUBLISHED, summary)
 
 
 def _unpack(returned: Any, entrypoint: str) -> tuple[Any, Any, Any, Any]:
     if not isinstance(returned, tuple) or len(returned) != 4:
         got = (
-            f"a tuple of {len(returned)}" if isinstance(returned, tuple) else type(returned).__name__
+            f"a tuple of {len(returned)}"
+            if isinstance(returned, tuple)
+            else type(returned).__name__
         )
         raise JobError(
-            f"training ({entrypoint}): expected the tuple (estimator, sample, holdout_X, holdout_y), "
+            f"training ({entrypoint}): expected the tuple "
+            "(estimator, sample, holdout_X, holdout_y), "
             f"got {got}"
         )
     return returned
 
 
-def _publish(settings: JobSettings, prefix: str, model: bytes, evaluation: bytes, version: str) -> bool:
+def _publish(
+    settings: JobSettings, prefix: str, model: bytes, evaluation: bytes, version: str
+) -> bool:
     """evaluation.json, then model.onnx, each created only if absent: a version whose model is
     there always has its evaluation. True when the model was there already, with these bytes.
 
@@ -338,16 +372,26 @@ def _keep_stored_evaluation(settings: JobSettings, name: str, version: str) -> N
 
     uri = f"gs://{settings.bucket}/{name}"
     try:
-        stored = json.loads(storage_client().bucket(settings.bucket).blob(name).download_as_bytes(timeout=settings.timeout))
+        stored = json.loads(
+            storage_client()
+            .bucket(settings.bucket)
+            .blob(name)
+            .download_as_bytes(timeout=settings.timeout)
+        )
         stored_version = stored["candidate"]["version"]
     except Exception as error:
-        raise PublishError(f"{uri} exists with other content and cannot be read ({type(error).__name__}: {_first_line(error)})") from error
+        raise PublishError(
+            f"{uri} exists with other content and cannot be read "
+            f"({type(error).__name__}: {_first_line(error)})"
+        ) from error
     if stored_version != version:
         raise PublishError(
             f"{uri} already holds the evaluation of version {stored_version!r}, not {version!r}; "
             "a published version never changes"
         )
-    print(f"note: {uri} was written by an earlier run for this version and is kept", file=sys.stderr)
+    print(
+        f"note: {uri} was written by an earlier run for this version and is kept", file=sys.stderr
+    )
 
 
 def _first_line(error: BaseException) -> str:
@@ -365,9 +409,19 @@ def _write_summary(settings: JobSettings, summary: dict[str, Any]) -> None:
         path = Path(directory) / "summary.json"
         path.write_bytes(_summary_line(summary).encode() + b"\n")
         try:
-            create_only(path, settings.bucket, name, settings.timeout, Checksums.of_file(path), "application/json")
+            create_only(
+                path,
+                settings.bucket,
+                name,
+                settings.timeout,
+                Checksums.of_file(path),
+                "application/json",
+            )
         except PublishError as error:
-            print(f"warning: the summary was not saved to gs://{settings.bucket}/{name}: {error}", file=sys.stderr)
+            print(
+                f"warning: the summary was not saved to gs://{settings.bucket}/{name}: {error}",
+                file=sys.stderr,
+            )
 
 
 def _summary_line(summary: dict[str, Any]) -> str:
@@ -387,7 +441,9 @@ def main(environ: Mapping[str, str] | None = None) -> int:
             print(f"error: {problem}", file=sys.stderr)
         summary = {
             "name": settings.model_name if settings else environ.get("MODEL_NAME") or None,
-            "production_uri": settings.production_uri if settings else environ.get("MODEL_URI") or None,
+            "production_uri": settings.production_uri
+            if settings
+            else environ.get("MODEL_URI") or None,
             "verdict": FAILED,
             "error": "; ".join(problems),
         }

@@ -72,7 +72,9 @@ class RunSettings:
             except ValueError:
                 wait = math.nan
             if not (math.isfinite(wait) and wait > 0):
-                problems.append(f"TRAIN_JOB_WAIT: expected a positive number of seconds, got {raw_wait!r}")
+                problems.append(
+                    f"TRAIN_JOB_WAIT: expected a positive number of seconds, got {raw_wait!r}"
+                )
         if problems:
             raise RunError("; ".join(problems))
         return cls(project=project, region=region, wait_seconds=wait)
@@ -103,7 +105,8 @@ class CloudRun:
             if path:
                 raise RunError(
                     f"the credentials file GOOGLE_APPLICATION_CREDENTIALS={path} cannot be used "
-                    f"({_first_line(error)}): point it at a valid key file, or unset it and run `{LOGIN}`"
+                    f"({_first_line(error)}): point it at a valid key file, "
+                    f"or unset it and run `{LOGIN}`"
                 ) from None
             raise RunError(f"no Google credentials found: run `{LOGIN}`") from None
         return cls(credentials=credentials)
@@ -137,7 +140,9 @@ class Ended:
         return EXIT_FAILED
 
 
-def run_once(cloud_run: CloudRun, settings: RunSettings, *, first_poll: float = FIRST_POLL_SECONDS) -> Ended:
+def run_once(
+    cloud_run: CloudRun, settings: RunSettings, *, first_poll: float = FIRST_POLL_SECONDS
+) -> Ended:
     """Starts an execution, waits for its end, and reads the summary its last attempt left."""
     from concurrent.futures import TimeoutError as StillRunning
 
@@ -148,7 +153,10 @@ def run_once(cloud_run: CloudRun, settings: RunSettings, *, first_poll: float = 
     started = operation.metadata
     name = started.name if started is not None and started.name else None
     if name:
-        print(f"started execution {name.rsplit('/', 1)[-1]} of {JOB_NAME}; waiting for its end", file=sys.stderr)
+        print(
+            f"started execution {name.rsplit('/', 1)[-1]} of {JOB_NAME}; waiting for its end",
+            file=sys.stderr,
+        )
     polling = DEFAULT_POLLING.with_delay(
         initial=first_poll, maximum=LONGEST_POLL_SECONDS, multiplier=1.5
     ).with_timeout(settings.wait_seconds)
@@ -165,7 +173,9 @@ def run_once(cloud_run: CloudRun, settings: RunSettings, *, first_poll: float = 
         # A failed execution ends its operation with an error: the execution itself says more.
         current = operation.metadata
         if current is None or not current.name:
-            raise RunError(f"the execution of {JOB_NAME} failed: {error.message or error}") from None
+            raise RunError(
+                f"the execution of {JOB_NAME} failed: {error.message or error}"
+            ) from None
         execution = _call(
             settings, "read the execution of",
             lambda: cloud_run.executions.get_execution(name=current.name),
@@ -199,7 +209,8 @@ def _call(settings: RunSettings, what: str, call):
         raise RunError(f"cannot {what} the job {where}: {error.message or error}") from None
     except (auth_exceptions.TransportError, requests.RequestException) as error:
         raise RunError(
-            f"cannot {what} the job {where}: the Cloud Run Admin API could not be reached ({_first_line(error)})"
+            f"cannot {what} the job {where}: the Cloud Run Admin API could not be reached "
+            f"({_first_line(error)})"
         ) from None
 
 
@@ -255,20 +266,27 @@ def report(ended: Ended, settings: RunSettings) -> None:
     if ended.summary is not None:
         verdict = ended.summary.get("verdict")
         if ended.exit_status == EXIT_REFUSED:
-            print(f"the quality gate refused the model: {'; '.join(ended.summary.get('reasons', []))}", file=sys.stderr)
+            print(
+                "the quality gate refused the model: "
+                + "; ".join(ended.summary.get("reasons", [])),
+                file=sys.stderr,
+            )
         elif verdict == "published":
             print(f"MODEL_URI to deploy: {ended.summary.get('model_uri')}", file=sys.stderr)
         elif ended.summary.get("error"):
             print(f"the job said: {ended.summary['error']}", file=sys.stderr)
         print(f"summary: {ended.summary_uri}", file=sys.stderr)
     else:
-        print("the job left no summary (it may have stopped before its end): see its logs", file=sys.stderr)
+        print(
+            "the job left no summary (it may have stopped before its end): see its logs",
+            file=sys.stderr,
+        )
     if execution.log_uri:
         print(f"logs: {execution.log_uri}", file=sys.stderr)
     print(
-        "logs: gcloud logging read 'resource.type=\"cloud_run_job\" AND "
-        f"resource.labels.job_name=\"{JOB_NAME}\" AND "
-        f"labels.\"run.googleapis.com/execution_name\"=\"{short}\"' "
+        'logs: gcloud logging read \'resource.type="cloud_run_job" AND '
+        f'resource.labels.job_name="{JOB_NAME}" AND '
+        f'labels."run.googleapis.com/execution_name"="{short}"\' '
         f"--project {settings.project} --limit 200",
         file=sys.stderr,
     )
@@ -281,8 +299,11 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def main(environ: Mapping[str, str] | None = None, cloud_run_factory=CloudRun.with_default_credentials,
-         first_poll: float = FIRST_POLL_SECONDS) -> int:
+def main(
+    environ: Mapping[str, str] | None = None,
+    cloud_run_factory=CloudRun.with_default_credentials,
+    first_poll: float = FIRST_POLL_SECONDS,
+) -> int:
     environ = os.environ if environ is None else environ
     try:
         settings = RunSettings.from_env(environ)
