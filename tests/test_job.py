@@ -213,6 +213,7 @@ def test_an_evaluation_of_another_version_in_its_place_fails_the_job(capsys, gcs
     assert status == EXIT_FAILED
     assert "already holds the evaluation of version '0000000000000000'" in err
     assert summary["verdict"] == "failed"
+    assert summary["version"] == first["version"]  # what was known when it stopped
 
 
 def churn_csv(rows: int, seed: int) -> bytes:

@@ -234,21 +234,26 @@ class Outcome:
     summary: dict[str, Any]
 
 
-def run(settings: JobSettings, train: Callable[[], Any]) -> Outcome:
-    """Train, export, evaluate, publish. Returns the outcome; raises JobError to stop."""
-    from function.model import load_model, model_from_bytes
-    from training.evaluate import EvaluationError, evaluate
-    from training.export import ExportError, build
-
-    summary: dict[str, Any] = {
-        "name": settings.model_name,
+def new_summary(model_name: str | None, production_uri: str | None) -> dict[str, Any]:
+    """The summary line's fields, every one present from the start (null until known)."""
+    return {
+        "name": model_name,
         "version": None,
         "model_uri": None,
-        "production_uri": settings.production_uri,
+        "production_uri": production_uri,
         "metric": None,
         "metrics": None,
         "verdict": None,
     }
+
+
+def run(settings: JobSettings, train: Callable[[], Any], summary: dict[str, Any]) -> Outcome:
+    """Train, export, evaluate, publish, filling in `summary` as it goes. Returns the outcome;
+    raises JobError to stop (`summary` then holds what was known)."""
+    from function.model import load_model, model_from_bytes
+    from training.evaluate import EvaluationError, evaluate
+    from training.export import ExportError, build
+
     try:
         returned = train()
     except Exception as error:
@@ -431,22 +436,19 @@ def _summary_line(summary: dict[str, Any]) -> str:
 def main(environ: Mapping[str, str] | None = None) -> int:
     environ = os.environ if environ is None else environ
     settings = None
+    summary = new_summary(
+        environ.get("MODEL_NAME", "").strip() or None, environ.get("MODEL_URI", "").strip() or None
+    )
     try:
         settings = JobSettings.from_env(environ)
+        summary = new_summary(settings.model_name, settings.production_uri)
         train = resolve(settings.entrypoint)
-        outcome = run(settings, train)
+        outcome = run(settings, train, summary)
     except JobError as error:
         problems = error.problems if isinstance(error, SettingsError) else [str(error)]
         for problem in problems:
             print(f"error: {problem}", file=sys.stderr)
-        summary = {
-            "name": settings.model_name if settings else environ.get("MODEL_NAME") or None,
-            "production_uri": settings.production_uri
-            if settings
-            else environ.get("MODEL_URI") or None,
-            "verdict": FAILED,
-            "error": "; ".join(problems),
-        }
+        summary.update(verdict=FAILED, error="; ".join(problems))
         outcome = Outcome(error.exit_status, summary)
     outcome.summary["exit_status"] = outcome.exit_status
     if settings is not None and settings.execution is not None:
