@@ -370,6 +370,16 @@ def test_an_entry_point_that_is_not_there_is_a_setting(capsys, gcs_bucket, entry
     assert message in err
 
 
+def test_an_entry_point_that_is_not_there_is_named_with_the_other_bad_settings(capsys):
+    status = main({"MODEL_BUCKET": "", "TRAIN_ENTRYPOINT": "tests.job_entrypoints:missing"})
+
+    assert status == EXIT_SETTINGS
+    assert [line.split(":")[1].strip() for line in capsys.readouterr().err.splitlines()] == [
+        "MODEL_BUCKET",
+        "TRAIN_ENTRYPOINT",
+    ]
+
+
 def test_the_defaults():
     settings = JobSettings.from_env({"MODEL_BUCKET": "models-1"})
 

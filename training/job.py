@@ -183,6 +183,27 @@ def _number(
     return value
 
 
+def load(environ: Mapping[str, str]) -> tuple[JobSettings, Callable[[], Any]]:
+    """The settings and the training function, or SettingsError listing every problem: the
+    entry point is imported to check it even when another setting is bad."""
+    problems: list[str] = []
+    settings = None
+    try:
+        settings = JobSettings.from_env(environ)
+    except SettingsError as error:
+        problems.extend(error.problems)
+    entrypoint = environ.get("TRAIN_ENTRYPOINT", "").strip() or DEFAULT_ENTRYPOINT
+    train = None
+    if _ENTRYPOINT.fullmatch(entrypoint):
+        try:
+            train = resolve(entrypoint)
+        except SettingsError as error:
+            problems.extend(error.problems)
+    if problems or settings is None or train is None:
+        raise SettingsError(problems)
+    return settings, train
+
+
 def resolve(entrypoint: str) -> Callable[[], Any]:
     """The function `module:function` names; SettingsError naming TRAIN_ENTRYPOINT when there is
     none. An error raised by the module's own code at import propagates, as training's would."""
@@ -440,9 +461,8 @@ def main(environ: Mapping[str, str] | None = None) -> int:
         environ.get("MODEL_NAME", "").strip() or None, environ.get("MODEL_URI", "").strip() or None
     )
     try:
-        settings = JobSettings.from_env(environ)
+        settings, train = load(environ)
         summary = new_summary(settings.model_name, settings.production_uri)
-        train = resolve(settings.entrypoint)
         outcome = run(settings, train, summary)
     except JobError as error:
         problems = error.problems if isinstance(error, SettingsError) else [str(error)]
