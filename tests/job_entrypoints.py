@@ -41,3 +41,9 @@ def raises():
 def not_a_tuple():
     model, *_ = iris()
     return model
+
+
+def labels_short():
+    """Fewer labels than held-out rows."""
+    model, sample, holdout_X, holdout_y = iris()
+    return model, sample, holdout_X, holdout_y[:-1]

@@ -338,6 +338,20 @@ def test_an_entry_point_that_returns_something_else_is_one_line(capsys, gcs_buck
     )
 
 
+def test_held_out_rows_that_cannot_be_scored_fail_the_job_saying_why(capsys, gcs_bucket):
+    status, summary, err = run_here(
+        capsys, gcs_bucket, TRAIN_ENTRYPOINT="tests.job_entrypoints:labels_short"
+    )
+
+    assert status == EXIT_FAILED
+    assert (
+        "error: evaluation: holdout_y: expected one label or target per held-out row (15), got 14"
+        in err
+    )
+    assert summary["verdict"] == "failed"
+    assert objects(gcs_bucket) == {}
+
+
 def test_every_bad_setting_is_named_in_one_run(capsys):
     status = main({
         "MODEL_BUCKET": "gs://models", "MODEL_URI": "gs://", "TRAIN_ENTRYPOINT": "train.py",

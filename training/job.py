@@ -313,9 +313,9 @@ def run(settings: JobSettings, train: Callable[[], Any], summary: dict[str, Any]
 
     try:
         evaluation = evaluate(candidate, production, holdout_X, holdout_y, settings.gate)
-    except ValueError as error:
-        if isinstance(error, EvaluationError):
-            raise JobError(f"evaluation: {error}") from error
+    except EvaluationError as error:
+        raise JobError(f"evaluation: {error}") from error
+    except ValueError as error:  # METRIC does not fit the task
         raise SettingsError([str(error)]) from error
     summary["metric"] = evaluation.metric
     summary["metrics"] = {
@@ -367,7 +367,6 @@ def _publish(
         Checksums,
         PublishError,
         PublishSettings,
-        VersionConflict,
         create_only,
         publish,
     )
@@ -386,9 +385,7 @@ def _publish(
             if stored is not None and not local.same_content(stored):
                 _keep_stored_evaluation(settings, name, version)
             published = publish(model_path, PublishSettings(settings.bucket, settings.timeout))
-        except VersionConflict as error:
-            raise JobError(str(error)) from error
-        except PublishError as error:
+        except PublishError as error:  # VersionConflict among them
             raise JobError(str(error)) from error
     return published.already
 
@@ -470,6 +467,10 @@ def main(environ: Mapping[str, str] | None = None) -> int:
             print(f"error: {problem}", file=sys.stderr)
         summary.update(verdict=FAILED, error="; ".join(problems))
         outcome = Outcome(error.exit_status, summary)
+    except Exception as error:  # a fault of this program: its traceback, and still a summary
+        traceback.print_exc()
+        summary.update(verdict=FAILED, error=f"{type(error).__name__}: {_first_line(error)}")
+        outcome = Outcome(EXIT_FAILED, summary)
     outcome.summary["exit_status"] = outcome.exit_status
     if settings is not None and settings.execution is not None:
         _write_summary(settings, outcome.summary)
