@@ -32,7 +32,7 @@ STACK ?= all
 SEED_CURL := curl -X POST http://localhost:$(PORT)/inference/ -H 'Content-Type: application/json' \
 	-d '{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}'
 
-.PHONY: help run run-port-free test lock train export upload publish bootstrap synth synth-hcl deploy destroy check-ip endpoint verify bench debian-deps
+.PHONY: help run run-port-free test lock train train-job export upload publish bootstrap synth synth-hcl deploy destroy check-ip endpoint verify bench debian-deps
 
 help:
 	@echo "make run     train if needed, then serve predict on http://$(HOST):$(PORT)"
@@ -42,6 +42,7 @@ help:
 	@echo "             your fitted estimator or pipeline -> ONNX, checked against scikit-learn first"
 	@echo "make upload  copy $(MODEL) to MODEL_URI (gs://bucket/object)"
 	@echo "make publish upload $(MODEL) (or MODEL=...) to gs://\$$MODEL_BUCKET/models/<name>/<version>/, never overwriting"
+	@echo "make train-job  run the deployed training job once now (PROJECT_ID, REGION) and wait for its verdict"
 	@echo "make bootstrap  APIs, buckets, image repository and build account on a new project"
 	@echo "make synth   cdktn synth: cdktf.out/stacks/{$(BOOTSTRAP_STACK),$(SERVING_STACK)}/cdk.tf.json"
 	@echo "make synth-hcl  the same stacks as Terraform HCL: cdktf.out/stacks/*/cdk.tf"
@@ -157,6 +158,11 @@ upload: settings-upload $(VENV)/.serve-deps $(MODEL)
 # No $(MODEL) prerequisite: publishing never trains a model behind the user's back.
 publish: $(VENV)/.serve-deps
 	MODEL_BUCKET="$(MODEL_BUCKET)" $(BIN)/python -m training.publish "$(MODEL)"
+
+# One execution of the deployed training job (`python -m training.job` on Cloud Run), now:
+# exit 0 published, 3 refused by the quality gate, 1 failed, 2 not started or not followed.
+train-job: $(VENV)/.serve-deps $(VENV)/.infra-deps
+	PROJECT_ID="$(PROJECT_ID)" REGION="$(REGION)" $(BIN)/python -m training.run_job
 
 # Before anything is installed or trained: a port that cannot be listened on is reported with the
 # setting that changes it (functions-framework would retry for 5 s, then print a connection error).

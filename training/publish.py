@@ -184,38 +184,9 @@ def publish(path: Path, settings: PublishSettings) -> Published:
     identity = read_identity(path)
     local = Checksums.of_file(path)
     uri = f"gs://{settings.bucket}/{identity.object_name}"
-    name, timeout = identity.object_name, settings.timeout
-    with _storage_errors(uri, settings.bucket):
-        from google.api_core import exceptions
-        from google.cloud.storage.retry import DEFAULT_RETRY
-
-        # Every call is safe to retry: the upload is conditional, the rest only reads.
-        retry = DEFAULT_RETRY.with_timeout(timeout)
-        bucket = storage_client().bucket(settings.bucket)
-        # Looking first spares re-sending a large file only to be told it is there.
-        stored = bucket.get_blob(name, timeout=timeout, retry=retry)
-        if stored is None:
-            try:
-                bucket.blob(name).upload_from_filename(
-                    str(path),
-                    content_type="application/octet-stream",
-                    if_generation_match=0,
-                    crc32c_checksum_value=local.crc32c,
-                    timeout=timeout,
-                    retry=retry,
-                )
-                return Published(uri=uri, identity=identity, checksums=local, already=False)
-            except exceptions.PreconditionFailed:
-                # Published by someone else since the look (or by a retried upload of ours):
-                # what is there now decides.
-                stored = bucket.get_blob(name, timeout=timeout, retry=retry)
-                if stored is None:
-                    raise PublishError(f"{uri} changed while publishing; publish again") from None
-    return _compare(uri, identity, local, stored, path)
-
-
-def _compare(uri: str, identity: ModelIdentity, local: Checksums, blob, path: Path) -> Published:
-    stored = Checksums.of_blob(blob)
+    stored = create_only(path, settings.bucket, identity.object_name, settings.timeout, local)
+    if stored is None:
+        return Published(uri=uri, identity=identity, checksums=local, already=False)
     if not local.same_content(stored):
         raise VersionConflict(
             f"{uri} already holds other bytes ({stored}) than {path} ({local}) for "
@@ -223,6 +194,49 @@ def _compare(uri: str, identity: ModelIdentity, local: Checksums, blob, path: Pa
             "export the model again, and new bytes get a new version"
         )
     return Published(uri=uri, identity=identity, checksums=local, already=True)
+
+
+def create_only(
+    path: Path,
+    bucket_name: str,
+    name: str,
+    timeout: float,
+    local: Checksums,
+    content_type: str = "application/octet-stream",
+) -> "Checksums | None":
+    """Creates `gs://bucket_name/name` from `path` unless the object exists: None once created,
+    else the stored object's checksums, for the caller to compare (nothing is ever overwritten).
+
+    PublishError for every failure of Cloud Storage.
+    """
+    uri = f"gs://{bucket_name}/{name}"
+    with _storage_errors(uri, bucket_name):
+        from google.api_core import exceptions
+        from google.cloud.storage.retry import DEFAULT_RETRY
+
+        # Every call is safe to retry: the upload is conditional, the rest only reads.
+        retry = DEFAULT_RETRY.with_timeout(timeout)
+        bucket = storage_client().bucket(bucket_name)
+        # Looking first spares re-sending a large file only to be told it is there.
+        stored = bucket.get_blob(name, timeout=timeout, retry=retry)
+        if stored is None:
+            try:
+                bucket.blob(name).upload_from_filename(
+                    str(path),
+                    content_type=content_type,
+                    if_generation_match=0,
+                    crc32c_checksum_value=local.crc32c,
+                    timeout=timeout,
+                    retry=retry,
+                )
+                return None
+            except exceptions.PreconditionFailed:
+                # Published by someone else since the look (or by a retried upload of ours):
+                # what is there now decides.
+                stored = bucket.get_blob(name, timeout=timeout, retry=retry)
+                if stored is None:
+                    raise PublishError(f"{uri} changed while publishing; publish again") from None
+    return Checksums.of_blob(stored)
 
 
 @contextmanager

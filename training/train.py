@@ -2,6 +2,7 @@
 
 Reproduces the seed exactly (same splits, same LogisticRegression), then writes it through the
 same exporter as any user's model (`training.export`): checked against scikit-learn first.
+`iris` is the same training as the training job's entry point (`training.job`'s default).
 """
 
 import argparse
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import pandas as pd
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
@@ -42,7 +44,18 @@ class Trained:
     features: np.ndarray  # all 150 rows, for the parity check
 
 
-def train() -> Trained:
+@dataclass(frozen=True)
+class _Splits:
+    X: np.ndarray
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_valid: np.ndarray
+    y_valid: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+
+
+def _splits() -> _Splits:
     iris = load_iris()
     X, y = iris.data, iris.target
     X_train_valid, X_test, y_train_valid, y_test = train_test_split(
@@ -51,6 +64,30 @@ def train() -> Trained:
     X_train, X_valid, y_train, y_valid = train_test_split(
         X_train_valid, y_train_valid, test_size=0.25, random_state=RANDOM_STATE
     )
+    return _Splits(X, X_train, y_train, X_valid, y_valid, X_test, y_test)
+
+
+def iris() -> tuple[LogisticRegression, pd.DataFrame, pd.DataFrame, np.ndarray]:
+    """The training job's entry point (`TRAIN_ENTRYPOINT=training.train:iris`, its default):
+    the seed's model on the seed's splits, fitted on the class names rather than their codes so
+    that the exported file names its classes, with the 15 test rows held out.
+
+    Returns `(estimator, sample, holdout_X, holdout_y)`: all 150 rows are the parity sample.
+    """
+    splits = _splits()
+    names = np.asarray(CLASS_NAMES, dtype=object)
+    columns = list(FEATURE_NAMES)
+    model = LogisticRegression(random_state=RANDOM_STATE)
+    model.fit(pd.DataFrame(splits.X_train, columns=columns), names[splits.y_train])
+    sample = pd.DataFrame(splits.X, columns=columns)
+    holdout_X = pd.DataFrame(splits.X_test, columns=columns)
+    return model, sample, holdout_X, names[splits.y_test]
+
+
+def train() -> Trained:
+    splits = _splits()
+    X, X_train, y_train = splits.X, splits.X_train, splits.y_train
+    X_valid, y_valid, X_test, y_test = splits.X_valid, splits.y_valid, splits.X_test, splits.y_test
     model = LogisticRegression(random_state=RANDOM_STATE)
     model.fit(X_train, y_train)
     scores = {
