@@ -419,6 +419,8 @@ def test_cli_exports_a_joblib_file_with_a_csv_sample(tmp_path, capsys):
     assert "color (string), size (number), weight (number)" in printed.out
     assert "on 80 rows" in printed.out
     assert EXAMPLE_KEY not in _props(out)
+    # The next step, ready to paste: `make run` serves the file and prints a request for it.
+    assert printed.out.splitlines()[-1] == f"serve it: make run MODEL_URI={out}"
 
 
 def test_cli_exports_a_skops_file_with_the_example_row(tmp_path, capsys):

@@ -11,6 +11,7 @@ import argparse
 import hashlib
 import json
 import math
+import shlex
 import sys
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -828,6 +829,7 @@ def main(argv: list[str] | None = None) -> int:
         f"features: {kinds}; onnxruntime matches scikit-learn within {exported.parity.gap:.1e} "
         f"on {exported.parity.rows} rows"
     )
+    print(f"serve it: make run MODEL_URI={shlex.quote(str(args.out))}")
     return 0
 
 
