@@ -12,6 +12,7 @@ import ops
 from secure_endpoint.armor import PolicyError, Rule, check_policy, decide, rules_from_terraform
 from secure_endpoint.settings import EndpointSettings
 from secure_endpoint.synthesized import SETTINGS_FILE, record_settings, staleness, stack_file
+from tests.helpers import ROOT
 from tests.infra import BASE_ENV
 from tests.test_allowlist import ranges
 
@@ -273,3 +274,16 @@ def test_synthesized_output_is_stale_when_settings_change(synthesized_out):
 
     assert staleness(synthesized_out, changed) == "the settings changed since the last synth"
     assert staleness(synthesized_out / "elsewhere", changed).startswith("nothing synthesized")
+
+
+def test_the_operate_page_s_example_prints_what_it_shows(synthesized_out, capsys):
+    page = (ROOT / "docs" / "operate.md").read_text()
+    (block,) = [b for b in re.findall(r"```sh\n(.*?)```", page, re.S) if "make check-ip IP=" in b]
+    assert "ALLOWED_IP_RANGES=" + BASE_ENV["ALLOWED_IP_RANGES"] in block  # the policy judged here
+    runs = re.findall(r"^make check-ip IP=(\"[^\"]+\"|\S+)[^\n]*\n((?:(?!make )[^\n]*\n)+)", block, re.M)
+    assert len(runs) == 2
+
+    for addresses, printed in runs:
+        ops.main(["--out", str(synthesized_out), "check-ip", *addresses.strip('"').split()])
+
+        assert capsys.readouterr().out.splitlines() == printed.splitlines()
