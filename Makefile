@@ -37,6 +37,7 @@ help:
 	@echo "make publish upload $(MODEL) (or MODEL=...) to gs://\$$MODEL_BUCKET/models/<name>/<version>/, never overwriting"
 	@echo "make bootstrap  APIs, buckets, image repository and build account on a new project"
 	@echo "make synth   cdktf synth: cdktf.out/stacks/{$(BOOTSTRAP_STACK),$(SERVING_STACK)}/cdk.tf.json"
+	@echo "make synth-hcl  the same, written as HCL too (cdk.tf)"
 	@echo "make deploy  cdktf deploy $(SERVING_STACK) (needs Google Cloud credentials)"
 	@echo "make destroy cdktf destroy $(SERVING_STACK); the bootstrap stays"
 	@echo "make check-ip IP=a.b.c.d  which Cloud Armor rule of the synthesized policy an address hits"
@@ -82,6 +83,10 @@ $(VENV)/.serve-deps: requirements.txt requirements-train.txt | $(BIN)/python
 
 $(VENV)/.dev-deps: requirements.txt requirements-train.txt requirements-infra.txt requirements-docs.txt requirements-dev.txt | $(BIN)/python
 	$(PIP) -r requirements-dev.txt
+	touch $@
+
+$(VENV)/.docs-deps: requirements-docs.txt | $(BIN)/python
+	$(PIP) -r requirements-docs.txt
 	touch $@
 
 $(VENV)/.infra-deps: requirements-infra.txt | $(BIN)/python
@@ -212,7 +217,7 @@ cost: $(VENV)/.infra-deps node_modules/.installed
 	PYTHONPATH=cdktf $(BIN)/python -m secure_endpoint.cost $(REQUESTS)
 
 DOCS_PORT ?= 8000
-docs: $(VENV)/.dev-deps
+docs: $(VENV)/.docs-deps
 	$(BIN)/python -m sphinx -b html -W --keep-going -q docs site
 
 docs-serve: docs

@@ -143,3 +143,14 @@ def test_a_browser_shows_the_picture_on_the_home_page(site, tmp_path):
     assert "<title>inference-on-secure-cloud-run" in dom
     for page in ("own-model", "deploy", "security", "settings", "cost"):
         assert f'href="{page}.html"' in dom
+
+
+def test_make_alone_lists_every_command():
+    makefile = (ROOT / "Makefile").read_text()
+    (phony,) = re.findall(r"^\.PHONY: (.*)$", makefile, re.M)
+    internal = {"help", "run-port-free", "debian-deps"}
+
+    listed = subprocess.run(["make", "--no-print-directory"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True).stdout
+
+    named = {line.split()[1] for line in listed.splitlines() if line.startswith("make ")}
+    assert set(phony.split()) - internal == named
