@@ -141,6 +141,16 @@ def _detail(kind: str, resource: dict) -> list[str]:
     return []
 
 
+def _named_services(resources: dict, neg: dict) -> list[str]:
+    """The Cloud Run services a serverless NEG names (by name and region: not a reference)."""
+    return [
+        f"google_cloud_run_v2_service.{service['name']}"
+        for service in resources.get("google_cloud_run_v2_service", {}).values()
+        if service.get("name") == neg["cloud_run"].get("service")
+        and service.get("location") in {None, neg.get("region")}
+    ]
+
+
 def graph(stack: dict) -> tuple[dict[str, list[str]], list[Edge]]:
     """The nodes (id -> label lines) and edges of the request path in one synthesized stack."""
     resources = stack.get("resource", {})
@@ -152,9 +162,12 @@ def graph(stack: dict) -> tuple[dict[str, list[str]], list[Edge]]:
         for key, resource in named.items():
             node = _node_id(kind, resource, key)
             by_address[f"{kind}.{key}"] = node
-            nodes[node] = [KINDS[kind], node.split(".", 1)[1], *filter(None, _detail(kind, resource))]
+            details = filter(None, _detail(kind, resource))
+            nodes[node] = [KINDS[kind], node.split(".", 1)[1], *details]
     if not any(node.startswith("google_cloud_run_v2_service.") for node in nodes):
-        raise DiagramError("expected a synthesized serving stack with a Cloud Run service, found none")
+        raise DiagramError(
+            "expected a synthesized serving stack with a Cloud Run service, found none"
+        )
 
     edges: set[Edge] = set()
     for kind, named in resources.items():
@@ -172,10 +185,8 @@ def graph(stack: dict) -> tuple[dict[str, list[str]], list[Edge]]:
                     else:
                         edges.add(Edge(node, target, _reference_label(kind, target_kind, path)))
             if kind == "google_compute_region_network_endpoint_group" and "cloud_run" in resource:
-                for service_key, service in resources.get("google_cloud_run_v2_service", {}).items():
-                    same_region = service.get("location") in {None, resource.get("region")}
-                    if service.get("name") == resource["cloud_run"].get("service") and same_region:
-                        edges.add(Edge(node, by_address[f"google_cloud_run_v2_service.{service_key}"]))
+                services = _named_services(resources, resource)
+                edges.update(Edge(node, service) for service in services)
     for grant in resources.get(BUCKET_GRANT, {}).values():
         bucket = f"bucket.{grant['bucket']}"
         for account_kind, account_key in REFERENCE.findall(grant.get("member", "")):
@@ -190,8 +201,12 @@ def graph(stack: dict) -> tuple[dict[str, list[str]], list[Edge]]:
     return nodes, sorted(edges, key=lambda edge: (edge.source, edge.target, edge.label))
 
 
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
 def _quote(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return f'"{_escape(text)}"'
 
 
 def to_dot(stack: dict) -> str:
@@ -200,12 +215,13 @@ def to_dot(stack: dict) -> str:
     lines = [
         "digraph serving_stack {",
         "  rankdir=LR;",
-        '  node [shape=box, style="rounded,filled", fillcolor="#f4f6fa", fontname="Helvetica", fontsize=11];',
+        '  node [shape=box, style="rounded,filled", fillcolor="#f4f6fa", fontname="Helvetica",'
+        " fontsize=11];",
         '  edge [fontname="Helvetica", fontsize=10];',
     ]
     for node in sorted(nodes):
         title, *rest = nodes[node]
-        label = "\\n".join(text.replace("\\", "\\\\").replace('"', '\\"') for text in [title.upper(), *rest])
+        label = "\\n".join(_escape(text) for text in [title.upper(), *rest])
         extra = ', fillcolor="#fde8e8"' if title == "Cloud Armor policy" else ""
         lines.append(f'  {_quote(node)} [label="{label}"{extra}];')
     for edge in edges:
