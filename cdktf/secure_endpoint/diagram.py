@@ -214,7 +214,7 @@ def to_dot(stack: dict) -> str:
     nodes, edges = graph(stack)
     lines = [
         "digraph serving_stack {",
-        "  rankdir=LR;",
+        "  rankdir=TB;",
         '  node [shape=box, style="rounded,filled", fillcolor="#f4f6fa", fontname="Helvetica",'
         " fontsize=11];",
         '  edge [fontname="Helvetica", fontsize=10];',
