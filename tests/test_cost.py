@@ -2,6 +2,7 @@
 
 import datetime
 import json
+import re
 import subprocess
 import sys
 import tomllib
@@ -122,3 +123,18 @@ def test_the_command_prints_both_defaults_and_refuses_a_bad_count(synth, tmp_pat
     assert "100,000,000 requests a month:" in default.stdout
     assert bad.returncode == 2
     assert bad.stderr.strip() == "REQUESTS: expected whole numbers of requests a month, got 'lots'"
+
+
+def test_the_cost_page_shows_what_the_command_prints_for_the_example_settings(synth, tmp_path):
+    from tests.test_diagram import example_settings
+
+    page = (ROOT / "docs" / "cost.md").read_text()
+    (shown,) = re.findall(r"```sh\nmake cost\n```\n\n```text\n(.*?)```", page, re.S)
+    (tmp_path / "cdk.tf.json").write_text(json.dumps(synth(**example_settings()).json))
+
+    printed = subprocess.run(
+        [sys.executable, "-m", "secure_endpoint.cost", "--stack", str(tmp_path / "cdk.tf.json")],
+        env={"PYTHONPATH": str(ROOT / "cdktf")}, capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+
+    assert printed == shown
