@@ -154,3 +154,12 @@ def test_make_alone_lists_every_command():
 
     named = {line.split()[1] for line in listed.splitlines() if line.startswith("make ")}
     assert set(phony.split()) - internal == named
+
+
+def test_the_readme_s_own_model_commands_are_the_page_s():
+    readme, page = doc_pages()["README.md"], doc_pages()["docs/own-model.md"]
+    commands = [line.split("#")[0].strip() for line in re.findall(r"^make (?:export|run MODEL_URI)[^\n]*", readme, re.M)]
+
+    assert len(commands) == 2
+    for command in commands:
+        assert re.search(rf"^{re.escape(command)}$", page, re.M), command
