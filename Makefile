@@ -32,7 +32,7 @@ STACK ?= all
 SEED_CURL := curl -X POST http://localhost:$(PORT)/inference/ -H 'Content-Type: application/json' \
 	-d '{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}'
 
-.PHONY: help run run-port-free test lock train train-job export upload publish bootstrap synth synth-hcl deploy destroy check-ip endpoint verify bench debian-deps
+.PHONY: help run run-port-free test lock train train-job export upload publish bootstrap synth synth-hcl deploy destroy check-ip endpoint verify bench debian-deps docs docs-serve diagram cost
 
 help:
 	@echo "make run     train if needed, then serve predict on http://$(HOST):$(PORT)"
@@ -53,21 +53,26 @@ help:
 	@echo "make endpoint  the deployed addresses, URL, DNS records and curl commands"
 	@echo "make verify    compare the live policy and every way to the service with the code"
 	@echo "make bench     the serving benchmark; writes bench/results/latest.{json,md,png}"
+	@echo "make cost [REQUESTS=...]  itemised monthly cost of the endpoint (default 1 and 100 million requests)"
+	@echo "make diagram [DIAGRAM=$(DIAGRAM)]  the picture of the synthesized serving stack: .dot and .svg"
+	@echo "make docs      build the documentation site into site/ (offline; warnings are errors)"
+	@echo "make docs-serve  serve site/ on http://127.0.0.1:$(DOCS_PORT)"
 	@echo "make lock      after changing a requirements file: pin what it pulls in (requirements*.lock)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # Debian packages the tests and the benchmark use: curl runs the seed's own request, wrk is the
-# load generator, taskset (util-linux) pins server and load to separate cores.
-DEBIAN_PACKAGES := curl wrk taskset chromium
+# load generator, taskset (util-linux) pins server and load to separate cores, chromium opens the
+# service's /docs and the docs site, dot (graphviz) draws the picture of the stack.
+DEBIAN_PACKAGES := curl wrk taskset chromium dot
 # Another apt (an unattended upgrade, a second `make test`) may hold the package locks: wait for
 # them, up to APT_LOCK_WAIT seconds, rather than fail. apt-get install waits by itself with
 # DPkg::Lock::Timeout; apt-get update does not wait for the lists' lock, so it is retried.
 APT_LOCK_WAIT ?= 300
 APT_RETRY_PAUSE ?= 5
 debian-deps:
-	@missing=""; for p in $(DEBIAN_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$(echo $$p | sed 's/^taskset$$/util-linux/')"; done; \
+	@missing=""; for p in $(DEBIAN_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$(echo $$p | sed -e 's/^taskset$$/util-linux/' -e 's/^dot$$/graphviz/')"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
@@ -86,8 +91,12 @@ $(VENV)/.serve-deps: requirements.txt requirements-dev.lock requirements-train.t
 	$(PIP) -r requirements-train.txt $(LOCKED)
 	touch $@
 
-$(VENV)/.dev-deps: requirements.txt requirements-dev.lock requirements-train.txt requirements-infra.txt requirements-dev.txt | $(BIN)/python
+$(VENV)/.dev-deps: requirements.txt requirements-dev.lock requirements-train.txt requirements-infra.txt requirements-docs.txt requirements-dev.txt | $(BIN)/python
 	$(PIP) -r requirements-dev.txt $(LOCKED)
+	touch $@
+
+$(VENV)/.docs-deps: requirements-docs.txt requirements-dev.lock | $(BIN)/python
+	$(PIP) -r requirements-docs.txt $(LOCKED)
 	touch $@
 
 $(VENV)/.infra-deps: requirements-infra.txt requirements-dev.lock | $(BIN)/python
@@ -188,12 +197,12 @@ export PORT_CHECK
 run-port-free:
 	@$(PYTHON) -c "$$PORT_CHECK" '$(HOST)' '$(PORT)'
 
-# With MODEL_URI set, the user's own model is served: nothing to train, and the iris curl
-# would not fit it, so the hint is GET /, which says how to call whatever model is loaded.
+# With MODEL_URI set, the user's own model is served: nothing to train, and the request to try is
+# built from that model's own metadata (its example row, or typed placeholders without one).
 run: run-port-free $(VENV)/.serve-deps $(if $(MODEL_URI),,$(MODEL))
-	$(info Serving predict on http://$(HOST):$(PORT) (Ctrl-C stops). In another terminal:)
-	$(info $(SPACE) $(if $(MODEL_URI),curl http://localhost:$(PORT)/,$(SEED_CURL)))
-	$(info Its API, with a form to try it: http://localhost:$(PORT)/docs)
+	@echo "Serving predict on http://$(HOST):$(PORT) (Ctrl-C stops). In another terminal:"
+	@$(if $(MODEL_URI),printf '  %s\n' "$$($(BIN)/python -m function.curl_example --port $(PORT) "$(MODEL_URI)")",echo "  $(SEED_CURL)")
+	@echo "Its API, with a form to try it: http://localhost:$(PORT)/docs"
 	exec $(BIN)/functions-framework --target=predict --host=$(HOST) --port=$(PORT)
 
 # cdktn runs the app for every command without saying which stack it is for: STACK tells it.
@@ -215,13 +224,42 @@ deploy destroy: settings-$(SERVING_STACK) $(VENV)/.infra-deps node_modules/.inst
 # Scripts that need the verdict as a status run `python cdktf/ops.py check-ip`, which exits 1 for
 # a denied address; 2 (a bad address, no policy) stops make here too.
 CHECK_IP_DENIED := 1
-# Where cdktf synth writes (cdktf.json's default); check-ip reads the policy there.
+# Where cdktn synth writes (cdktf.json's default); check-ip reads the policy there.
 CDKTF_OUT ?= cdktf.out
 check-ip: $(VENV)/.infra-deps node_modules/.installed
 	@STACK=$(SERVING_STACK) $(BIN)/python cdktf/ops.py --out "$(CDKTF_OUT)" check-ip $(IP) || [ $$? -eq $(CHECK_IP_DENIED) ]
 
 endpoint verify: $(VENV)/.infra-deps
 	$(BIN)/python cdktf/ops.py $@
+
+# The docs' example settings: `make diagram` and `make cost` use them when none of the three is set.
+EXAMPLE_SETTINGS := PROJECT_ID=my-project MODEL_URI=gs://my-models/iris/model.onnx ALLOWED_IP_RANGES=203.0.113.4
+OWN_SETTINGS = $(strip $(PROJECT_ID)$(MODEL_URI)$(ALLOWED_IP_RANGES))
+# Synthesizes the serving stack with the user's settings (checked first), or the docs' example ones.
+synth-for-docs = $(if $(OWN_SETTINGS),$(call refuse_bad_settings,$(BIN)/python cdktf/main.py --check $(SERVING_STACK)),) \
+	$(if $(OWN_SETTINGS),,env $(EXAMPLE_SETTINGS)) STACK=$(SERVING_STACK) $(CDKTN) synth >/dev/null
+
+# The picture of the request path, drawn from the synthesized JSON. With the example settings it
+# is docs/diagram.{dot,svg}, the picture the docs show; with your own, cdktf.out/diagram.{dot,svg}.
+DIAGRAM ?= $(if $(OWN_SETTINGS),cdktf.out/diagram,docs/diagram)
+diagram: $(VENV)/.infra-deps node_modules/.installed debian-deps
+	$(synth-for-docs)
+	PYTHONPATH=cdktf $(BIN)/python -m secure_endpoint.diagram cdktf.out/stacks/$(SERVING_STACK)/cdk.tf.json --out $(DIAGRAM).dot
+	dot -Tsvg $(DIAGRAM).dot -o $(DIAGRAM).svg
+	@echo "wrote $(DIAGRAM).dot and $(DIAGRAM).svg"
+
+# The monthly cost of what the code synthesizes, from the dated price table.
+REQUESTS ?=
+cost: $(VENV)/.infra-deps node_modules/.installed
+	$(synth-for-docs)
+	PYTHONPATH=cdktf $(BIN)/python -m secure_endpoint.cost $(REQUESTS)
+
+DOCS_PORT ?= 8000
+docs: $(VENV)/.docs-deps
+	$(BIN)/python -m sphinx -b html -W --keep-going -q docs site
+
+docs-serve: docs
+	$(BIN)/python -m http.server $(DOCS_PORT) --bind 127.0.0.1 --directory site
 
 bench: $(VENV)/.dev-deps debian-deps
 	$(BIN)/python -m bench.run

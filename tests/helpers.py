@@ -16,6 +16,7 @@ import requests
 from bench.processes import BIN, free_port, process
 
 ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
 FUNCTIONS_FRAMEWORK = str(BIN / "functions-framework")
 
 SEED_REQUEST = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
@@ -177,3 +178,10 @@ def fake_storage(
     finally:
         server.shutdown()
         server.server_close()
+
+
+def doc_pages() -> dict[str, str]:
+    """What a reader sees: README.md first, then every page of docs/, by path from the root."""
+    pages = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
+    return {str(page.relative_to(ROOT)): page.read_text() for page in pages}
+

@@ -264,7 +264,7 @@ def terraform(workdir: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_a_region_change_is_refused_by_the_plan_before_anything_moves(tmp_path):
-    assert shutil.which(TERRAFORM), "the Terraform CLI is needed: README, Deploying for real, step 1"
+    assert shutil.which(TERRAFORM), "the Terraform CLI is needed: docs/deploy.md, Tools"
     config = tmp_path / "main.tf.json"
     config.write_text(json.dumps(guard_config("asia-northeast1")))
     assert terraform(tmp_path, "init").returncode == 0

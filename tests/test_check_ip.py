@@ -345,3 +345,16 @@ def test_check_ip_does_not_synthesize_when_nothing_changed(synthesized_out, caps
 
     assert "synthesizing" not in capsys.readouterr().out
     assert stack.stat().st_mtime_ns == made
+
+
+def test_the_operate_page_s_example_prints_what_it_shows(synthesized_out, capsys):
+    page = (ROOT / "docs" / "operate.md").read_text()
+    (block,) = [b for b in re.findall(r"```sh\n(.*?)```", page, re.S) if "make check-ip IP=" in b]
+    assert "ALLOWED_IP_RANGES=" + BASE_ENV["ALLOWED_IP_RANGES"] in block  # the policy judged here
+    runs = re.findall(r"^make check-ip IP=(\"[^\"]+\"|\S+)[^\n]*\n((?:(?!make )[^\n]*\n)+)", block, re.M)
+    assert len(runs) == 2
+
+    for addresses, printed in runs:
+        ops.main(["--out", str(synthesized_out), "check-ip", *addresses.strip('"').split()])
+
+        assert capsys.readouterr().out.splitlines() == printed.splitlines()

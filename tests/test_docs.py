@@ -23,7 +23,10 @@ def test_the_page_loads_only_from_the_service(client):
     assert response.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
     assert "default-src 'self'" in CONTENT_SECURITY_POLICY
     assert not re.search(r"(?:src|href)=\"(?:https?:)?//", response.text)
-    for reference in re.findall(r'(?:src|href)="([^"]+)"', response.text):
+    references = re.findall(r'(?:src|href)="([^"]+)"', response.text)
+    # Every file of the page is referenced, so an empty list cannot pass for a clean one.
+    assert {"/" + reference for reference in references} == set(ASSET_PATHS)
+    for reference in references:
         assert client.get("/" + reference).status_code == 200
 
 

@@ -419,6 +419,8 @@ def test_cli_exports_a_joblib_file_with_a_csv_sample(tmp_path, capsys):
     assert "color (string), size (number), weight (number)" in printed.out
     assert "on 80 rows" in printed.out
     assert EXAMPLE_KEY not in _props(out)
+    # The next step, ready to paste: `make run` serves the file and prints a request for it.
+    assert printed.out.splitlines()[-1] == f"serve it: make run MODEL_URI={out}"
 
 
 def test_cli_exports_a_skops_file_with_the_example_row(tmp_path, capsys):
@@ -493,6 +495,31 @@ def test_cli_warns_when_the_estimator_was_fitted_with_another_scikit_learn(tmp_p
     )
     assert "Pipeline" in warnings[0] and "RandomForestClassifier" in warnings[0]
     assert f"loaded here with {sklearn.__version__}" in warnings[0]
+
+
+def test_a_file_another_scikit_learn_wrote_and_this_one_cannot_load_names_both_versions(tmp_path, capsys):
+    # What a ColumnTransformer pickled by scikit-learn 1.5 does under 1.9: a class that moved.
+    frame = _shop()
+    data = pickle.dumps(_forest_pipeline(frame))
+    older = "0.0.1".ljust(len(sklearn.__version__), "0")
+    broken = data.replace(sklearn.__version__.encode(), older.encode()).replace(b"Pipeline", b"Pipelinx")
+    (tmp_path / "shop.pkl").write_bytes(broken)
+    (tmp_path / "same.pkl").write_bytes(data.replace(b"Pipeline", b"Pipelinx"))
+    sample = str(_csv(frame, tmp_path / "rows.csv"))
+
+    other = main(["--estimator", str(tmp_path / "shop.pkl"), "--sample", sample, "--out", str(tmp_path / "a.onnx"), "--name", "shop"])
+    other_err = capsys.readouterr().err
+    same = main(["--estimator", str(tmp_path / "same.pkl"), "--sample", sample, "--out", str(tmp_path / "b.onnx"), "--name", "shop"])
+    same_err = capsys.readouterr().err
+
+    assert other == same == 1
+    assert other_err.startswith(
+        f"error: estimator {tmp_path / 'shop.pkl'}: fitted with scikit-learn {older}, which scikit-learn "
+        f"{sklearn.__version__} here cannot load (AttributeError: "
+    )
+    assert other_err.rstrip().endswith(f"refit with scikit-learn=={sklearn.__version__} (requirements-train.txt)")
+    assert same_err.startswith(f"error: estimator {tmp_path / 'same.pkl'}: expected a joblib or pickle file (AttributeError: ")
+    assert not (tmp_path / "a.onnx").exists()
 
 
 def test_cli_refuses_skops_types_outside_scikit_learn_unless_trusted(tmp_path, capsys):

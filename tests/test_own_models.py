@@ -14,6 +14,7 @@ import numpy as np
 import onnx
 import pytest
 
+from function.curl_example import curl_line
 from function.decoders.seed import FOREIGN_KEYS
 from function.encoders.seed import PREDICTION_KEY, TARGET_KEY, probability_keys
 from function.errors import ModelUnavailable
@@ -353,34 +354,45 @@ def test_a_regressor_whose_answer_overflows_is_422_naming_the_row(make_client, t
     assert batch.json()["error"].startswith("instances[1]: expected the model to give a finite prediction")
 
 
-README = (ROOT / "README.md").read_text()
+OWN_MODEL_PAGE = ROOT / "docs" / "own-model.md"
 
 
 def own_model_section() -> str:
-    start = README.index("## Serve your own model")
-    return README[start : README.index("\n## ", start + 1)]
+    return OWN_MODEL_PAGE.read_text()
 
 
 def export_readme_churn(section: str, directory: Path) -> Path:
-    """Runs the section's own fit, then its export command: the model a reader would have."""
+    """Runs the page's own fit, then its `make export` command: the model a reader would have."""
     (fit,) = re.findall(r"```python\n(.*?)```", section, re.DOTALL)[:1]
+    ((command, wrote, serve_it),) = re.findall(r"```sh\n(make export [^\n]+)\n(wrote [^\n]+)\n(serve it: [^\n]+)\n```", section)
+    settings = dict(word.split("=", 1) for word in shlex.split(command)[2:])
     environment = {**os.environ, "PYTHONPATH": str(ROOT)}
     subprocess.run([sys.executable, "-c", fit], cwd=directory, env=environment, check=True, timeout=120)
-    subprocess.run(
-        [sys.executable, "-m", "training.export", "--estimator", "churn.joblib", "--sample", "sample.csv",
-         "--out", "churn.onnx", "--name", "churn"],
-        cwd=directory, env=environment, check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
-    return directory / "churn.onnx"
+    # What `make export` runs (the Makefile's recipe), with the page's settings.
+    printed = subprocess.run(
+        [sys.executable, "-m", "training.export", "--estimator", settings["ESTIMATOR"], "--sample", settings["SAMPLE"],
+         "--out", settings["OUT"], "--name", settings["NAME"]],
+        cwd=directory, env=environment, check=True, capture_output=True, text=True, timeout=120,
+    ).stdout.splitlines()  # fmt: skip
+
+    # The version and the parity gap vary with the fit's last bits; the rest is as shown.
+    assert printed[0].split(" version ")[0] == wrote.split(" version ")[0]
+    assert printed[0].split("); ")[1].split(" within ")[0] == wrote.split("); ")[1].split(" within ")[0]
+    assert printed[1:] == [serve_it] == [f"serve it: make run MODEL_URI={settings['OUT']}"]
+    return directory / settings["OUT"]
 
 
-def test_the_readme_s_own_model_curls_print_what_it_shows(tmp_path):
+def test_the_own_model_page_s_curls_print_what_it_shows(tmp_path):
     section = own_model_section()
     examples = re.findall(r"```sh\n(curl [^\n]+)\n```\n\n[^`]*?```json\n([^\n]+)\n```", section)
     assert len(examples) >= 3, "the section shows a row, a batch and a refusal, each with its answer"
-    export_readme_churn(section, tmp_path)
+    churn = export_readme_churn(section, tmp_path)
+    # The request `make run` prints for this model, as the page shows it (test_curl_example runs
+    # `make run` itself and sends what it prints).
+    (shown,) = re.findall(r"```sh\nmake run MODEL_URI=\S+\n[^\n]+\n  (curl [^\n]+)\n", section)
+    assert curl_line(str(churn), 5000) == shown
 
-    with serve({"MODEL_URI": str(tmp_path / "churn.onnx")}, tmp_path / "server.log") as server:
+    with serve({"MODEL_URI": str(churn)}, tmp_path / "server.log") as server:
         port = server.url.rsplit(":", 1)[1]
         version = json.loads(subprocess.run(["curl", "-s", server.url], capture_output=True, check=True).stdout)["version"]
         for line, printed in examples:

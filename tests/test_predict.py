@@ -391,10 +391,10 @@ def test_a_413_closes_the_connection(client):
     assert response.headers["Connection"] == "close"
 
 
-README = (ROOT / "README.md").read_text()
+API_PAGE = (ROOT / "docs" / "api.md").read_text()
 # functions-framework answers these itself, before the function, in plain text.
 FRAMEWORK_ANSWERS = [
-    # (method, path, status, what the README names)
+    # (method, path, status, what the API page names)
     ("GET", "/robots.txt", 404, "`/robots.txt`"),
     ("GET", "/favicon.ico", 404, "`/favicon.ico`"),
     ("TRACE", "/", 405, "`TRACE`"),
@@ -403,12 +403,12 @@ FRAMEWORK_ANSWERS = [
 
 
 @pytest.mark.parametrize("method, path, status, named", FRAMEWORK_ANSWERS)
-def test_the_framework_s_own_plain_answers_are_listed_in_the_readme(client, method, path, status, named):
+def test_the_framework_s_own_plain_answers_are_listed_in_the_api_page(client, method, path, status, named):
     response = client.request(method, path)
 
     assert response.status_code == status
     assert not response.headers["content-type"].startswith("application/json")
-    assert named in README
+    assert named in API_PAGE
 
 
 @pytest.mark.parametrize("method", ["GET", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"])

@@ -175,13 +175,13 @@ def test_the_clients_binary_defaults_get_a_400_saying_how_to_ask_for_json(server
     assert JSON_TENSORS_ONLY in raised.value.message()
 
 
-def test_the_readme_s_tritonclient_snippet_prints_what_it_shows(tmp_path):
+def test_the_own_model_page_s_tritonclient_snippet_prints_what_it_shows(tmp_path):
     section = own_model_section()
     _, snippet = re.findall(r"```python\n(.*?)```", section, re.DOTALL)[:2]
     (printed,) = re.findall(r"result = client.infer.*?```\n\n```text\n(.*?)```", section, re.DOTALL)
-    export_readme_churn(section, tmp_path)
+    churn = export_readme_churn(section, tmp_path)
 
-    with serve({"MODEL_URI": str(tmp_path / "churn.onnx")}, tmp_path / "server.log") as server:
+    with serve({"MODEL_URI": str(churn)}, tmp_path / "server.log") as server:
         snippet = snippet.replace("localhost:5000", server.url.removeprefix("http://"))
         output = subprocess.run(
             [sys.executable, "-c", snippet], capture_output=True, text=True, check=True, timeout=60

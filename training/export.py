@@ -11,6 +11,8 @@ import argparse
 import hashlib
 import json
 import math
+import re
+import shlex
 import sys
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -214,6 +216,27 @@ def read_csv_sample(path: Path, estimator: Any) -> pd.DataFrame:
     return sample_frame(pd.DataFrame(columns, columns=names))
 
 
+# Every scikit-learn estimator pickles its version beside its state: `_sklearn_version` as a
+# pickle string (SHORT_BINUNICODE, or BINUNICODE), readable even when unpickling fails.
+_PICKLED_VERSION = re.compile(rb"_sklearn_version\x94?(?:\x8c(.)|X(....))")
+
+
+def _pickled_sklearn_version(path: Path) -> str | None:
+    """The scikit-learn version an uncompressed joblib or pickle file was written by, if it says."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    match = _PICKLED_VERSION.search(data)
+    if match is None:
+        return None
+    size = match.group(1)[0] if match.group(1) else int.from_bytes(match.group(2), "little")
+    version = data[match.end() : match.end() + size]
+    if not re.fullmatch(rb"[0-9A-Za-z.+-]{1,40}", version):
+        return None
+    return version.decode("ascii")
+
+
 def load_estimator(path: Path, trusted: Sequence[str] = ()) -> tuple[Any, list[str]]:
     """(estimator, warnings for the user) from a joblib/pickle file or a skops file (`.skops`).
 
@@ -233,6 +256,14 @@ def load_estimator(path: Path, trusted: Sequence[str] = ()) -> tuple[Any, list[s
             try:
                 estimator = joblib.load(path)
             except Exception as error:
+                fitted_with = _pickled_sklearn_version(path)
+                if fitted_with is not None and fitted_with != sklearn.__version__:
+                    raise ExportError(
+                        f"estimator {path}: fitted with scikit-learn {fitted_with}, which "
+                        f"scikit-learn {sklearn.__version__} here cannot load "
+                        f"({type(error).__name__}: {_first_line(error)}); refit with "
+                        f"scikit-learn=={sklearn.__version__} (requirements-train.txt)"
+                    ) from error
                 raise ExportError(
                     f"estimator {path}: expected a joblib or pickle file ({type(error).__name__}: "
                     f"{_first_line(error)})"
@@ -828,6 +859,7 @@ def main(argv: list[str] | None = None) -> int:
         f"features: {kinds}; onnxruntime matches scikit-learn within {exported.parity.gap:.1e} "
         f"on {exported.parity.rows} rows"
     )
+    print(f"serve it: make run MODEL_URI={shlex.quote(str(args.out))}")
     return 0
 
 
