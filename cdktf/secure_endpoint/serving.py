@@ -67,7 +67,8 @@ class ServingBackend(Construct):
     The canary's service account reads the canary model's bucket, granted and waited for the same
     way, and its service runs `image` when given: the stable arm's, pinned once.
 
-    Outputs: `arm`, `service`, `service_account`, `model_access_wait`, `neg`, `container_image`.
+    Outputs: `arm`, `service`, `service_account`, `model_access_wait`, `neg`, `container_image`,
+    `ready` (what a backend service sending to this arm must depend on).
     """
 
     def __init__(
@@ -175,6 +176,11 @@ class ServingBackend(Construct):
                 ],
             ),
         )
+
+        # What a backend service waits for before the load balancer may send this arm a request:
+        # the service, whose creation ends only once its first revision passed the startup probe,
+        # and the IAM wait the service itself started after (ArmoredEdge orders on both).
+        self.ready = [self.service, self.model_access_wait]
 
         # A new REGION replaces the NEG while the backend service still uses the old one: the new
         # one must exist first (under another name) for the backend service to move onto it.

@@ -1,0 +1,156 @@
+"""The order Terraform gives the changes that move traffic between services, read from the
+synthesized dependencies (references and depends_on) of the stacks before and after: a canary
+added, a canary rolled back or promoted, and REGION changed.
+
+Terraform creates and updates a resource after everything it depends on, destroys it before
+everything it depends on, and forces create_before_destroy on everything a create_before_destroy
+resource depends on (ArmoredEdge's docstring draws the consequences)."""
+
+import re
+
+import pytest
+
+from tests.infra import BASE_ENV
+
+RUN = "google_cloud_run_v2_service"
+WAIT = "time_sleep"
+NEG = "google_compute_region_network_endpoint_group"
+BACKEND = "google_compute_backend_service"
+URL_MAP = "google_compute_url_map"
+CANARY_MODEL = "gs://demo-models/models/iris/cd827946f6342979/model.onnx"
+CANARY = {"CANARY_MODEL_URI": CANARY_MODEL, "CANARY_PERCENT": "5"}
+# Promotion: the canary's model becomes the stable one and the canary settings go.
+PROMOTED = {"MODEL_URI": CANARY_MODEL}
+OTHER_REGION = {"REGION": "europe-west1"}
+_REFERENCE = re.compile(r"\$\{([a-z0-9_]+)\.([A-Za-z0-9_-]+)")
+
+
+def addresses(stack) -> set[str]:
+    return {f"{kind}.{name}" for kind, named in stack.json["resource"].items() for name in named}
+
+
+def body(stack, address: str) -> dict:
+    kind, name = address.split(".", 1)
+    return stack.resources(kind)[name]
+
+
+def dependencies(stack, address: str) -> set[str]:
+    """What `address` depends on directly: the managed resources it references, and depends_on."""
+    resource = body(stack, address)
+    text = repr({key: value for key, value in resource.items() if key != "depends_on"})
+    referenced = {f"{kind}.{name}" for kind, name in _REFERENCE.findall(text) if kind != "data"}
+    return (referenced | set(resource.get("depends_on", []))) & addresses(stack)
+
+
+def closure(stack, address: str) -> set[str]:
+    """Everything `address` depends on, directly or not: what Terraform records in the state."""
+    seen: set[str] = set()
+    todo = [address]
+    while todo:
+        for dependency in dependencies(stack, todo.pop()) - seen:
+            seen.add(dependency)
+            todo.append(dependency)
+    return seen
+
+
+def create_before_destroy(stack, address: str) -> bool:
+    return bool(body(stack, address).get("lifecycle", {}).get("create_before_destroy"))
+
+
+def named(stack, kind: str, name: str) -> str:
+    (address,) = [f"{kind}.{key}" for key, r in stack.resources(kind).items() if r["name"] == name]
+    return address
+
+
+def the_wait_of(stack, service: str) -> str:
+    (wait,) = [dependency for dependency in dependencies(stack, service) if dependency.startswith(f"{WAIT}.")]
+    return wait
+
+
+def the_url_map(stack) -> str:
+    """The URL map the traffic goes through (the one that is not the port-80 redirect)."""
+    (address,) = [f"{URL_MAP}.{key}" for key, r in stack.resources(URL_MAP).items() if r["name"] == "inference-lb"]
+    return address
+
+
+@pytest.fixture(scope="module")
+def plain(synth):
+    return synth()
+
+
+@pytest.fixture(scope="module")
+def canary(synth):
+    return synth(**CANARY)
+
+
+@pytest.fixture(scope="module")
+def promoted(synth):
+    return synth(**PROMOTED)
+
+
+@pytest.fixture(scope="module")
+def moved(synth):
+    return synth(**OTHER_REGION)
+
+
+@pytest.mark.parametrize("shape", ["plain", "canary", "moved"])
+def test_each_backend_waits_for_its_arms_service_and_the_wait_before_it(request, shape):
+    stack = request.getfixturevalue(shape)
+
+    for service in stack.resources(RUN).values():
+        backend = named(stack, BACKEND, f"{service['name']}-backend")
+        address = named(stack, RUN, service["name"])
+        assert {address, the_wait_of(stack, address)} <= set(body(stack, backend)["depends_on"])
+
+
+@pytest.mark.parametrize("shape", ["plain", "canary", "moved", "https_canary"])
+def test_nothing_created_before_destroyed_depends_on_a_cloud_run_service(request, synth, shape):
+    """Else Terraform would make the service create_before_destroy too, and a tainted service
+    (a failed first revision) would be created again under its own name before the old one is
+    deleted: the API refuses that with 409."""
+    stack = synth(DOMAIN="api.example.com", IPV6="true", **CANARY) if shape == "https_canary" else request.getfixturevalue(shape)
+    services = {f"{RUN}.{key}" for key in stack.resources(RUN)}
+
+    cbd = {address for address in addresses(stack) if create_before_destroy(stack, address)}
+    assert cbd, "the NEGs at least are create_before_destroy"
+    assert {address: closure(stack, address) & services for address in cbd} == {address: set() for address in cbd}
+    assert not any(create_before_destroy(stack, f"{BACKEND}.{key}") for key in stack.resources(BACKEND))
+
+
+def test_a_new_canary_takes_traffic_only_after_its_service_started_and_waited(plain, canary):
+    added = addresses(canary) - addresses(plain)
+    service = named(canary, RUN, "inference-canary")
+    backend = named(canary, BACKEND, "inference-canary-backend")
+    url_map = the_url_map(canary)
+
+    assert {service, the_wait_of(canary, service), backend} <= added
+    # The URL map is changed in place, after the backend it now sends to, which comes after the
+    # service and the wait.
+    assert url_map == the_url_map(plain)
+    assert backend in dependencies(canary, url_map)
+    assert {service, the_wait_of(canary, service)} <= dependencies(canary, backend)
+
+
+@pytest.mark.parametrize("after", ["plain", "promoted"], ids=["rolled back", "promoted"])
+def test_a_removed_canarys_backend_goes_before_its_service_and_nothing_left_uses_either(request, canary, after):
+    stack = request.getfixturevalue(after)
+    removed = addresses(canary) - addresses(stack)
+    service = named(canary, RUN, "inference-canary")
+    backend = named(canary, BACKEND, "inference-canary-backend")
+
+    assert {service, backend} <= removed
+    # What the state records for the removed backend: it depended on the service, so Terraform
+    # destroys the backend first, and the service is not deleted while a backend can send to it.
+    assert service in closure(canary, backend)
+    # The URL map that stays no longer reaches anything of the removed arm.
+    assert closure(stack, the_url_map(stack)) & removed == set()
+
+
+def test_a_promoted_model_takes_the_canarys_traffic_only_after_the_stable_service_runs_it(canary, promoted):
+    service = named(promoted, RUN, "inference")
+    backend = named(promoted, BACKEND, "inference-backend")
+
+    # The stable service is updated in place, and the URL map that drops the canary comes after it.
+    assert service in addresses(canary)
+    assert {service, the_wait_of(promoted, service)} <= closure(promoted, the_url_map(promoted))
+    assert service in dependencies(promoted, backend)
