@@ -154,3 +154,39 @@ def test_a_promoted_model_takes_the_canarys_traffic_only_after_the_stable_servic
     assert service in addresses(canary)
     assert {service, the_wait_of(promoted, service)} <= closure(promoted, the_url_map(promoted))
     assert service in dependencies(promoted, backend)
+
+
+def test_a_region_change_adds_a_service_and_moves_the_backend_onto_it_before_the_old_one_goes(plain, moved):
+    old_service, new_service = named(plain, RUN, "inference"), named(moved, RUN, "inference")
+    backend = named(moved, BACKEND, "inference-backend")
+    old_neg, new_neg = named(plain, NEG, "inference-neg-asia-northeast1"), named(moved, NEG, "inference-neg-europe-west1")
+
+    # Two addresses: the new service is created beside the old one (Cloud Run names are per
+    # region), not a replacement that Terraform would begin by deleting the old one.
+    assert old_service != new_service
+    assert old_service not in addresses(moved) and new_service not in addresses(plain)
+    assert body(moved, new_service)["location"] == "europe-west1"
+    # The backend service stays and is updated in place, after the new service started and
+    # after the new NEG, which is created before the old one goes.
+    assert backend == named(plain, BACKEND, "inference-backend")
+    assert {new_service, the_wait_of(moved, new_service), new_neg} <= dependencies(moved, backend)
+    assert old_neg == new_neg and create_before_destroy(moved, new_neg)
+    # What the state records for the backend: it depended on the old service. A Terraform that
+    # orders updates before deleting what they no longer use (or a deploy in two steps, see the
+    # docs) deletes the old service only once the backend left it.
+    assert old_service in dependencies(plain, named(plain, BACKEND, "inference-backend"))
+
+
+@pytest.mark.parametrize("shape", ["plain", "canary", "moved"])
+def test_state_from_before_the_region_key_moves_to_the_service_in_its_region(request, shape):
+    from secure_endpoint.serving import UNKEYED_SERVICES
+
+    stack = request.getfixturevalue(shape)
+    region = {"plain": "asia-northeast1", "canary": "asia-northeast1", "moved": "europe-west1"}[shape]
+    services = {service["name"]: named(stack, RUN, service["name"]) for service in stack.resources(RUN).values()}
+    roles = {"inference": "stable", "inference-canary": "canary"}
+
+    assert [move for move in stack.json["moved"] if move["to"].startswith(f"{RUN}.")] == [
+        {"from": UNKEYED_SERVICES[roles[name]], "to": address} for name, address in sorted(services.items())
+    ]
+    assert all(f"_service-{region}_" in address for address in services.values())

@@ -94,21 +94,24 @@ class ArmoredEdge(Construct):
 
     Order of changes. Each backend service depends on its arm's Cloud Run service and on the IAM
     wait that service waited out (`ServingBackend.ready`); the URL map references the backends.
-    So Terraform sends an arm traffic only after its service exists and started: a new canary
-    (and a service in a new REGION) is created, waited for and started before its backend
-    service, and the URL map changes last. Destruction goes the other way: Terraform destroys a
-    resource's dependents before it, so a removed arm's backend service goes before its Cloud Run
-    service. Terraform up to at least 1.11 (the one tested here) applies an update of a resource
-    only after destroying what it depended on and no longer does, unless that is
-    create_before_destroy: removing a canary in one deploy therefore tries to delete its backend
-    service before the URL map stops using it, which the API refuses, and since the service waits
-    for its backend service, nothing is deleted and the canary keeps serving (the deploy docs give
-    the two steps). create_before_destroy on the backend service would order that update first,
-    but Terraform forces create_before_destroy on everything a create_before_destroy resource
-    depends on: the Cloud Run service would then be created again before its tainted copy (a
-    failed first revision) is deleted, under the same name, and the API refuses that (409). So
-    no resource that depends on a Cloud Run service is create_before_destroy, and the NEG, which
-    is, names its service by value.
+    So an arm gets traffic only once its service exists and started: a new canary, or the
+    service in a new REGION (another address, see ServingBackend), is created and waited for
+    before its backend service is created or moved, and the URL map changes last. Destruction
+    goes the other way: Terraform destroys dependents first, so a removed arm's backend service
+    goes before its Cloud Run service, which is never deleted while a backend can send to it.
+
+    Terraform up to at least 1.11 (the one tested here) updates a resource only after destroying
+    what it depended on and no longer does, unless that is create_before_destroy. Removing a
+    canary in one deploy therefore first tries to delete its backend service, which the API
+    refuses while the URL map uses it; the canary's service waits for that, so nothing is deleted
+    and the deploy fails with the canary still serving. Moving REGION in one deploy deletes the
+    old service before the backend moves. Both take two steps there (the deploy docs), and one
+    deploy with a Terraform that orders such updates first. create_before_destroy on the backend
+    service would order them in any Terraform, but Terraform forces it on everything a
+    create_before_destroy resource depends on: the Cloud Run service would then be created again
+    before its tainted copy (a failed first revision) is deleted, under the same name, and the
+    API refuses that (409). So nothing that depends on a Cloud Run service is
+    create_before_destroy, and the NEG, which is, names its service by value.
 
     Outputs: `address`, `address_v6` (None without IPV6), `policy`, `backends` (by role),
     `backend` (the stable one), `url_map`, `url`.
