@@ -7,10 +7,11 @@ everything it depends on, and forces create_before_destroy on everything a creat
 resource depends on (ArmoredEdge's docstring draws the consequences)."""
 
 import re
+import shutil
 
 import pytest
 
-from tests.infra import BASE_ENV
+from tests.terraform_model import data_name, node, target
 
 RUN = "google_cloud_run_v2_service"
 WAIT = "time_sleep"
@@ -190,3 +191,103 @@ def test_state_from_before_the_region_key_moves_to_the_service_in_its_region(req
         {"from": UNKEYED_SERVICES[roles[name]], "to": address} for name, address in sorted(services.items())
     ]
     assert all(f"_service-{region}_" in address for address in services.values())
+
+
+# What the Terraform CLI makes of these changes: the stand-ins of tests/terraform_model.py keep
+# every dependency and create_before_destroy of the stacks, and Terraform plans them offline.
+
+
+@pytest.fixture
+def workspace(tmp_path):
+    from tests.terraform_model import TERRAFORM, Workspace
+
+    assert shutil.which(TERRAFORM), "the Terraform CLI is needed: README, Deploying for real, step 1"
+    return Workspace(tmp_path)
+
+
+def test_terraform_creates_a_canary_service_and_waits_before_its_backend_and_the_url_map(workspace, plain, canary):
+
+    workspace.deploy(plain.json)
+    plan = workspace.plan(canary.json)
+    service = named(canary, RUN, "inference-canary")
+    backend, url_map = named(canary, BACKEND, "inference-canary-backend"), the_url_map(canary)
+
+    assert plan.action(service) == plan.action(backend) == ["create"] and plan.action(url_map) == ["update"]
+    assert plan.comes_after(node(backend), node(service))
+    assert plan.comes_after(node(backend), node(the_wait_of(canary, service)))
+    assert plan.comes_after(node(url_map), node(backend))
+
+
+@pytest.mark.parametrize("after", ["plain", "promoted"], ids=["rolled back", "promoted"])
+def test_terraform_deletes_a_removed_canarys_service_only_after_its_backend(request, workspace, canary, after):
+
+    stack = request.getfixturevalue(after)
+    workspace.deploy(canary.json)
+    plan = workspace.plan(stack.json)
+    service = named(canary, RUN, "inference-canary")
+    backend, url_map = named(canary, BACKEND, "inference-canary-backend"), the_url_map(stack)
+
+    assert plan.action(service) == plan.action(backend) == ["delete"] and plan.action(url_map) == ["update"]
+    assert plan.comes_after(node(service, destroy=True), node(backend, destroy=True))
+    # The reason a removal takes two steps with this Terraform (the deploy docs): it updates the
+    # URL map only after deleting the backend, which the API refuses while the map uses it.
+    assert plan.comes_after(node(url_map), node(backend, destroy=True))
+    if after == "promoted":
+        stable = named(stack, RUN, "inference")
+        assert plan.action(stable) == ["update"] and plan.comes_after(node(url_map), node(stable))
+
+
+def test_removing_a_canary_in_two_steps_moves_traffic_first_then_deletes_backend_before_service(workspace, canary, plain):
+
+    workspace.deploy(canary.json)
+    url_map = the_url_map(plain)
+    first = workspace.plan(plain.json, target(url_map))
+    assert first.actions == {data_name(url_map): ["update"]}
+    workspace.deploy(plain.json, target(url_map))
+
+    second = workspace.plan(plain.json)
+    service = named(canary, RUN, "inference-canary")
+    backend = named(canary, BACKEND, "inference-canary-backend")
+    assert second.action(url_map) == ["no-op"] and second.action(backend) == second.action(service) == ["delete"]
+    assert second.comes_after(node(service, destroy=True), node(backend, destroy=True))
+
+
+def test_a_region_change_in_two_steps_moves_the_backend_to_the_new_service_before_the_old_goes(workspace, plain, moved):
+
+    workspace.deploy(plain.json)
+    old, new = named(plain, RUN, "inference"), named(moved, RUN, "inference")
+    backend = named(moved, BACKEND, "inference-backend")
+    first = workspace.plan(moved.json, target(backend))
+    assert first.action(new) == ["create"] and first.action(backend) == ["update"]
+    assert first.action(old) == ["no-op"], "the old service stays while the backend still uses it"
+    assert first.comes_after(node(backend), node(new))
+    workspace.deploy(moved.json, target(backend))
+
+    second = workspace.plan(moved.json)
+    assert second.action(old) == ["delete"] and second.action(backend) == ["no-op"]
+    # In one step this Terraform deletes the old service before it moves the backend.
+    assert one_step(plain, moved, workspace).comes_after(node(backend), node(old, destroy=True))
+
+
+def one_step(before, after, workspace):
+    """The plan of `before` -> `after` in one step, in a fresh directory beside `workspace`."""
+    from tests.terraform_model import Workspace
+
+    path = workspace.path / "one-step"
+    path.mkdir()
+    fresh = Workspace(path)
+    fresh.deploy(before.json)
+    return fresh.plan(after.json)
+
+
+def test_terraform_deletes_a_tainted_service_before_creating_it_again(workspace, canary):
+    """A failed first revision leaves the service tainted; created first under the same name,
+    the new one would be refused (409). Nothing may make Terraform create it first."""
+    workspace.deploy(canary.json)
+    services = [named(canary, RUN, name) for name in ("inference", "inference-canary")]
+    for service in services:
+        workspace.run("taint", f"terraform_data.{data_name(service)}")
+
+    plan = workspace.plan(canary.json)
+
+    assert {service: plan.action(service) for service in services} == {service: ["delete", "create"] for service in services}
