@@ -109,12 +109,15 @@ def test_nothing_created_before_destroyed_depends_on_a_cloud_run_service(request
     """Else Terraform would make the service create_before_destroy too, and a tainted service
     (a failed first revision) would be created again under its own name before the old one is
     deleted: the API refuses that with 409."""
-    stack = synth(DOMAIN="api.example.com", IPV6="true", **CANARY) if shape == "https_canary" else request.getfixturevalue(shape)
+    if shape == "https_canary":
+        stack = synth(DOMAIN="api.example.com", IPV6="true", **CANARY)
+    else:
+        stack = request.getfixturevalue(shape)
     services = {f"{RUN}.{key}" for key in stack.resources(RUN)}
 
     cbd = {address for address in addresses(stack) if create_before_destroy(stack, address)}
     assert cbd, "the NEGs at least are create_before_destroy"
-    assert {address: closure(stack, address) & services for address in cbd} == {address: set() for address in cbd}
+    assert {address: closure(stack, address) & services for address in cbd} == {a: set() for a in cbd}
     assert not any(create_before_destroy(stack, f"{BACKEND}.{key}") for key in stack.resources(BACKEND))
 
 
@@ -290,4 +293,4 @@ def test_terraform_deletes_a_tainted_service_before_creating_it_again(workspace,
 
     plan = workspace.plan(canary.json)
 
-    assert {service: plan.action(service) for service in services} == {service: ["delete", "create"] for service in services}
+    assert {service: plan.action(service) for service in services} == {s: ["delete", "create"] for s in services}
