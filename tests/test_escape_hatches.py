@@ -108,7 +108,10 @@ def test_the_tree_walk_sees_a_raw_override():
 
     from secure_endpoint.stack import SecureEndpointStack
 
-    stack = SecureEndpointStack(App(), STACK_NAME, settings=EndpointSettings.from_env(_BASE))
+    settings = EndpointSettings.from_env(_BASE)
+    stack = SecureEndpointStack(App(), STACK_NAME, settings=settings)
     stack.serving.service.add_override("default_uri_disabled", True)
 
-    assert raw_overrides(stack) == {f"{STACK_NAME}/serving/service": {"default_uri_disabled": True}}
+    # The service's construct id carries the region (ServingBackend).
+    path = f"{STACK_NAME}/serving/service-{settings.region}"
+    assert raw_overrides(stack) == {path: {"default_uri_disabled": True}}

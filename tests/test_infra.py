@@ -317,8 +317,11 @@ def test_state_with_the_unkeyed_certificate_moves_to_the_live_domains_certificat
     (kept,) = https.resources(CERTIFICATE)
     (live,) = [key for key, c in moving.resources(CERTIFICATE).items() if c["managed"]["domains"] == ["api.example.com"]]
 
-    assert https.json["moved"] == [{"from": UNKEYED_CERTIFICATE, "to": f"{CERTIFICATE}.{kept}"}]
-    assert moving.json["moved"] == [{"from": UNKEYED_CERTIFICATE, "to": f"{CERTIFICATE}.{live}"}]
+    def certificate_moves(stack):
+        return [move for move in stack.json["moved"] if move["from"].startswith(f"{CERTIFICATE}.")]
+
+    assert certificate_moves(https) == [{"from": UNKEYED_CERTIFICATE, "to": f"{CERTIFICATE}.{kept}"}]
+    assert certificate_moves(moving) == [{"from": UNKEYED_CERTIFICATE, "to": f"{CERTIFICATE}.{live}"}]
     assert not UNKEYED_CERTIFICATE.endswith(kept)
 
 
@@ -351,7 +354,10 @@ def test_the_service_waits_for_the_bucket_grant_to_propagate(plain):
     (key,) = plain.resources("time_sleep")
     wait = plain.one("time_sleep")
 
-    assert int(wait["create_duration"].removesuffix("s")) >= 60
+    # The docs say the service starts only after 90 s: a literal here, not MODEL_ACCESS_WAIT, so a
+    # change to the wait fails until the docs (and this line) say the new figure.
+    assert wait["create_duration"] == "90s"
+    # Run again whenever the grant is made again (another bucket or account), not only once.
     assert wait["triggers"] == {"model_reader": plain.address("google_storage_bucket_iam_member", "id")}
     assert plain.one(RUN)["depends_on"] == [f"time_sleep.{key}"]
     assert plain.json["terraform"]["required_providers"]["time"] == {"source": "hashicorp/time", "version": "0.14.2"}

@@ -92,6 +92,27 @@ class ArmoredEdge(Construct):
 
     With PREVIOUS_DOMAIN, the old domain's certificate stays on the HTTPS proxy beside the new one.
 
+    Order of changes. Each backend service depends on its arm's Cloud Run service and on the IAM
+    wait that service waited out (`ServingBackend.ready`); the URL map references the backends.
+    So an arm gets traffic only once its service exists and started: a new canary, or the
+    service in a new REGION (another address, see ServingBackend), is created and waited for
+    before its backend service is created or moved, and the URL map changes last. Destruction
+    goes the other way: Terraform destroys dependents first, so a removed arm's backend service
+    goes before its Cloud Run service, which is never deleted while a backend can send to it.
+
+    Terraform up to at least 1.11 (the one tested here) updates a resource only after destroying
+    what it depended on and no longer does, unless that is create_before_destroy. Removing a
+    canary in one deploy therefore first tries to delete its backend service, which the API
+    refuses while the URL map uses it; the canary's service waits for that, so nothing is deleted
+    and the deploy fails with the canary still serving. Moving REGION in one deploy deletes the
+    old service before the backend moves. Both take two steps there (the deploy docs), and one
+    deploy with a Terraform that orders such updates first. create_before_destroy on the backend
+    service would order them in any Terraform, but Terraform forces it on everything a
+    create_before_destroy resource depends on: the Cloud Run service would then be created again
+    before its tainted copy (a failed first revision) is deleted, under the same name, and the
+    API refuses that (409). So nothing that depends on a Cloud Run service is
+    create_before_destroy, and the NEG, which is, names its service by value.
+
     Outputs: `address`, `address_v6` (None without IPV6), `policy`, `backends` (by role),
     `backend` (the stable one), `url_map`, `url`.
     """
@@ -197,6 +218,8 @@ class ArmoredEdge(Construct):
             backend=[ComputeBackendServiceBackend(group=serving.neg.id)],
             # Each request's log entry names the Cloud Armor rule that let it through or denied it.
             log_config=ComputeBackendServiceLogConfig(enable=True, sample_rate=1),
+            # See "Order of changes" above: traffic reaches an arm only once its service is up.
+            depends_on=serving.ready,
         )
 
     def _split_url_map(self, servings: list[ServingBackend]) -> ComputeUrlMap:

@@ -31,6 +31,7 @@ from secure_endpoint.plan import (
     DEFAULT_URI_DISABLED,
     INGRESS,
     INVOKER_IAM_DISABLED,
+    CANARY,
     SERVICE_NAME,
     STABLE,
     Arm,
@@ -46,6 +47,11 @@ MODEL_READER_ROLE = "roles/storage.objectViewer"
 MODEL_ACCESS_WAIT = "90s"
 STARTUP_PROBE_PERIOD_SECONDS = 10
 STARTUP_PROBE_FAILURES = 24
+# Where the stack kept each arm's service before its address carried the region.
+UNKEYED_SERVICES = {
+    STABLE: "google_cloud_run_v2_service.serving_service_90E099A3",
+    CANARY: "google_cloud_run_v2_service.serving-canary_service_264F7E1B",
+}
 
 
 class ServingBackend(Construct):
@@ -58,8 +64,9 @@ class ServingBackend(Construct):
               │          time_sleep (IAM propagation) ── the service waits for it
               ▼ runs as
         Cloud Run v2 service "inference" ── ingress: internal + load balancer only, run.app URL
-              ▲                              closed, invoker IAM check off (ingress is the gate);
-              │                              image pinned by digest (a tag resolved at plan)
+              ▲  (its address keyed by        closed, invoker IAM check off (ingress is the gate);
+              │   region: a new REGION adds   image pinned by digest (a tag resolved at plan)
+              │   one, then the old goes)
               │ points at
         serverless NEG "inference-neg-REGION" (created before the old one goes; names the
               service by value, not by reference) ──► `self.neg`
@@ -67,7 +74,8 @@ class ServingBackend(Construct):
     The canary's service account reads the canary model's bucket, granted and waited for the same
     way, and its service runs `image` when given: the stable arm's, pinned once.
 
-    Outputs: `arm`, `service`, `service_account`, `model_access_wait`, `neg`, `container_image`.
+    Outputs: `arm`, `service`, `service_account`, `model_access_wait`, `neg`, `container_image`,
+    `ready` (what a backend service sending to this arm must depend on).
     """
 
     def __init__(
@@ -107,9 +115,11 @@ class ServingBackend(Construct):
 
         self.image = None
         self.container_image = image if image is not None else self._pinned_image(settings.image)
+        # Keyed by region: a new REGION is a new service beside the old one, not a replacement
+        # of it (which Terraform would do by deleting the old one first, the backend still on it).
         self.service = CloudRunV2Service(
             self,
-            "service",
+            f"service-{settings.region}",
             name=arm.service_name,
             location=settings.region,
             description="Inference endpoint behind the load balancer and Cloud Armor",
@@ -175,6 +185,15 @@ class ServingBackend(Construct):
                 ],
             ),
         )
+
+        # State from before the key moves to the key of the region it is in: with REGION changed
+        # in the same deploy, Terraform would move it and then replace it, deleting it first.
+        self.service.move_from_id(UNKEYED_SERVICES[arm.role])
+
+        # What a backend service waits for before the load balancer may send this arm a request:
+        # the service, whose creation ends only once its first revision passed the startup probe,
+        # and the IAM wait the service itself started after (ArmoredEdge orders on both).
+        self.ready = [self.service, self.model_access_wait]
 
         # A new REGION replaces the NEG while the backend service still uses the old one: the new
         # one must exist first (under another name) for the backend service to move onto it.
