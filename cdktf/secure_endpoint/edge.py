@@ -125,7 +125,7 @@ class ArmoredEdge(Construct):
             "policy",
             name=POLICY_NAME,
             description="Allow ALLOWED_IP_RANGES, deny everyone else with 403",
-            rule=[self._rule(rule, settings) for rule in plan_rules(settings)],
+            rule=[self._rule(rule) for rule in plan_rules(settings)],
             adaptive_protection_config=ComputeSecurityPolicyAdaptiveProtectionConfig(
                 layer7_ddos_defense_config=ComputeSecurityPolicyAdaptiveProtectionConfigLayer7DdosDefenseConfig(
                     enable=True
@@ -244,7 +244,7 @@ class ArmoredEdge(Construct):
             ],
         )
 
-    def _rule(self, plan: Rule, settings: EndpointSettings) -> ComputeSecurityPolicyRule:
+    def _rule(self, plan: Rule) -> ComputeSecurityPolicyRule:
         if plan.expression is not None:
             match = ComputeSecurityPolicyRuleMatch(
                 expr=ComputeSecurityPolicyRuleMatchExpr(expression=plan.expression)
@@ -255,13 +255,13 @@ class ArmoredEdge(Construct):
                 config=ComputeSecurityPolicyRuleMatchConfig(src_ip_ranges=list(plan.src_ip_ranges)),
             )
         rate_limit = None
-        if plan.action == "throttle":
+        if plan.rate_limit is not None:
             rate_limit = ComputeSecurityPolicyRuleRateLimitOptions(
-                conform_action="allow",
-                exceed_action="deny(429)",
-                enforce_on_key="IP",
+                conform_action=plan.rate_limit.conform_action,
+                exceed_action=plan.rate_limit.exceed_action,
+                enforce_on_key=plan.rate_limit.enforce_on_key,
                 rate_limit_threshold=ComputeSecurityPolicyRuleRateLimitOptionsRateLimitThreshold(
-                    count=settings.rate_limit_per_minute, interval_sec=60
+                    count=plan.rate_limit.count, interval_sec=plan.rate_limit.interval_sec
                 ),
             )
         return ComputeSecurityPolicyRule(
