@@ -49,8 +49,17 @@ def rule_json(rule: Rule) -> dict:
         match = {"expr": {"expression": rule.expression}}
     else:
         match = {"versionedExpr": "SRC_IPS_V1", "config": {"srcIpRanges": list(rule.src_ip_ranges)}}
-    return {"kind": "compute#securityPolicyRule", "priority": rule.priority, "action": rule.action,
+    body = {"kind": "compute#securityPolicyRule", "priority": rule.priority, "action": rule.action,
             "description": rule.description, "preview": rule.preview, "match": match}  # fmt: skip
+    if rule.rate_limit is not None:
+        limit = rule.rate_limit
+        body["rateLimitOptions"] = {
+            "rateLimitThreshold": {"count": limit.count, "intervalSec": limit.interval_sec},
+            "conformAction": limit.conform_action, "exceedAction": limit.exceed_action,
+            "enforceOnKey": limit.enforce_on_key,
+            **({"enforceOnKeyName": limit.enforce_on_key_name} if limit.enforce_on_key_name else {}),
+        }  # fmt: skip
+    return body
 
 
 def policy_json(rules, *, adaptive=True) -> dict:
@@ -75,9 +84,13 @@ def backend_json(policy=f"{SELF_LINK}/securityPolicies/{POLICY_NAME}", name=BACK
     return body
 
 
-def neg_json(name: str, service: str) -> dict:
+def neg_json(name: str, service: str = "", *, url_mask: str = "", region: str = REGION) -> dict:
+    """A serverless NEG for a Cloud Run service named outright, or by the URL mask's <service>."""
+    run = {key: value for key, value in (("service", service), ("urlMask", url_mask)) if value}
+    region_link = f"https://www.googleapis.com/compute/v1/projects/p/regions/{region}"
     return {"kind": "compute#networkEndpointGroup", "name": name, "networkEndpointType": "SERVERLESS",
-            "region": REGION_LINK, "cloudRun": {"service": service}}  # fmt: skip
+            "region": region_link, "cloudRun": run, "selfLink": f"{region_link}/networkEndpointGroups/{name}",
+            "id": "7001", "creationTimestamp": "2026-11-02T09:00:00.000-08:00", "size": 0}  # fmt: skip
 
 
 def forwarding_rule_json(name: str, ip: str, port: int, proxy: str, kind="targetHttpProxies") -> dict:
@@ -342,7 +355,7 @@ def test_verify_reports_rules_missing_or_added(env, compute, capsys):
 
     assert run("verify", factory) == 1
     out = capsys.readouterr().out
-    assert "rule 100 (WAF: sqli-v33-stable) is in the code but not live" in out
+    assert "rule 100 (WAF part 1 of 2: sqli, xss, lfi, rfi, rce) is in the code but not live" in out
     assert "rule 500 (deny(404): manual block) is live but not in the code" in out
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from secure_endpoint.armor import ALLOWING_ACTIONS, Rule
+from secure_endpoint.armor import ALLOWING_ACTIONS, RateLimit, Rule
 from secure_endpoint.plan import (
     ADDRESS_NAME,
     ADDRESS_V6_NAME,
@@ -39,6 +39,7 @@ from secure_endpoint.plan import (
     plan_routing,
     plan_rules,
 )
+from secure_endpoint import url_mask
 from secure_endpoint.settings import EndpointSettings
 
 SEED_BODY = '{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}'
@@ -332,9 +333,27 @@ def live_rules(policy) -> list[Rule]:
                 src_ip_ranges=tuple(raw.match.config.src_ip_ranges),
                 expression=expression,
                 preview=bool(raw.preview),
+                rate_limit=_rate_limit(raw),
             )
         )
     return sorted(rules, key=lambda rule: rule.priority)
+
+
+def _rate_limit(raw) -> RateLimit | None:
+    if "rate_limit_options" not in raw:
+        return None
+    options = raw.rate_limit_options
+    keys = [config.enforce_on_key_type + (f" {config.enforce_on_key_name}" if config.enforce_on_key_name else "")
+            for config in options.enforce_on_key_configs]  # fmt: skip
+    return RateLimit(
+        count=options.rate_limit_threshold.count,
+        interval_sec=options.rate_limit_threshold.interval_sec,
+        conform_action=options.conform_action,
+        exceed_action=options.exceed_action,
+        # Several keys (enforceOnKeyConfigs) instead of one: never what the code sets.
+        enforce_on_key=options.enforce_on_key or " + ".join(keys),
+        enforce_on_key_name=options.enforce_on_key_name,
+    )
 
 
 def drift(live: Live, settings: EndpointSettings) -> list[str]:
@@ -367,7 +386,9 @@ def _policy_drift(live: Live, settings: EndpointSettings) -> list[str]:
     policy = live.policy()
     actual = live_rules(policy)
     differences = _range_drift(expected, actual) + _action_drift(expected, actual)
+    differences += _rate_limit_drift(expected, actual) + _order_drift(expected, actual)
     differences += _preview_drift(expected, actual) + _rule_drift(expected, actual)
+    differences += _description_drift(expected, actual)
 
     defaults = [rule for rule in actual if rule.priority == DEFAULT_RULE_PRIORITY]
     if not defaults or defaults[0].action != DENY or defaults[0].src_ip_ranges != ("*",):
@@ -472,18 +493,56 @@ def _url_map_drift(live: Live, settings: EndpointSettings) -> tuple[list[str], s
                     f"which {POLICY_NAME} cannot guard"
                 )
                 continue
-            attached = live.backend(name).security_policy
-            if not _is_the_policy(attached):
+            backend = live.backend(name)
+            attached = backend.security_policy
+            if not _is_the_policy(attached, settings):
                 differences.append(
                     f"the backend service {name} is not guarded by {POLICY_NAME}: "
-                    f"its security policy is {attached or 'none'}"
+                    f"its security policy is {_policy_words(attached, settings)}"
                     + ("" if name == BACKEND_NAME else f" (the URL map {map_name} sends requests to it)")
                 )
+            if backend.enable_c_d_n:
+                differences.append(_cdn_words(f"the backend service {name}"))
     return differences, {_kind_and_name(link)[1] for link in checked}
 
 
-def _is_the_policy(link: str) -> bool:
-    return link == POLICY_NAME or link.endswith(f"/securityPolicies/{POLICY_NAME}")
+def _identity(link: str) -> tuple[str, str, str, str]:
+    """(project, scope, collection, name) of a Compute resource's URL or relative path:
+    `.../projects/p/global/securityPolicies/x` -> ("p", "global", "securityPolicies", "x");
+    a regional one has `regions/r` as its scope. Empty parts when the link says no more."""
+    parts = link.rstrip("/").split("/")
+    try:
+        at = len(parts) - 1 - parts[::-1].index("projects")
+    except ValueError:
+        return "", "", "", parts[-1] if parts else ""
+    rest = parts[at + 1 :]
+    if len(rest) == 4 and rest[1] == "global":
+        return rest[0], "global", rest[2], rest[3]
+    if len(rest) == 5 and rest[1] in ("regions", "zones"):
+        return rest[0], f"{rest[1]}/{rest[2]}", rest[3], rest[4]
+    return "", "", "", parts[-1]
+
+
+def declared_policy(settings: EndpointSettings) -> tuple[str, str, str, str]:
+    """The policy the code declares: global, in the deployment's project, by its name."""
+    return settings.project_id, "global", "securityPolicies", POLICY_NAME
+
+
+def _is_the_policy(link: str, settings: EndpointSettings) -> bool:
+    """The very policy the code declares, by its self link; another policy that carries the same
+    name (a regional one, another project's) guards by other rules."""
+    return bool(link) and _identity(link) == declared_policy(settings)
+
+
+def _policy_words(link: str, settings: EndpointSettings) -> str:
+    if not link:
+        return "none"
+    project, scope, _, name = _identity(link)
+    if name == POLICY_NAME and scope.startswith("regions/"):
+        return f"{link}, a regional policy that only shares the name of the code's global one"
+    if name == POLICY_NAME and project != settings.project_id:
+        return f"{link}, project {project}'s policy of the same name"
+    return link
 
 
 def _kind_and_name(link: str) -> tuple[str, str]:
@@ -633,39 +692,62 @@ def _redirect_drift(url_map) -> list[str]:
     return differences
 
 
+def _cdn_words(label: str) -> str:
+    return (
+        f"{label} has Cloud CDN on: cached answers are served before Cloud Armor's backend policy "
+        "is evaluated, so anyone gets what an allowed client fetched (GET /, /openapi.json, the docs); "
+        "the code leaves Cloud CDN off"
+    )
+
+
+def _neg_reach(group, services: set[str], region: str) -> str | None:
+    """The Cloud Run service of the endpoint that a serverless NEG sends requests to, in words;
+    None when it reaches none of them. A Cloud Run NEG reaches services of its own region only."""
+    if group.network_endpoint_type != "SERVERLESS" or _kind_and_name(group.region)[1] != region:
+        return None
+    run = group.cloud_run
+    if run.service in services:
+        return run.service
+    masked = sorted(name for name in services if url_mask.reaches(run.url_mask, name))
+    if masked and not run.service:
+        return f"{' and '.join(masked)} through its URL mask {run.url_mask}"
+    return None
+
+
 def _second_backend_drift(live: Live, settings: EndpointSettings, *, skip: set[str]) -> list[str]:
-    """A backend service of any load balancer that reaches the endpoint's Cloud Run services
-    through a serverless NEG, whether the endpoint's own or one made for the same service,
-    without the policy: a way in that passes no Cloud Armor rule."""
+    """A backend service of any load balancer, global or regional, that reaches the endpoint's
+    Cloud Run services through a serverless NEG (the endpoint's own, one made by hand for the
+    service, or one whose URL mask can name it) without the very policy the code declares, or
+    with Cloud CDN on: a way in that passes no Cloud Armor rule."""
     arms = [Arm(role, "", 0) for role in (STABLE, CANARY)]
     services = {arm.service_name for arm in arms}
-    ours = {(settings.region, arm.neg_name(settings.region)) for arm in arms}
-    negs = {}
+    ours = {(settings.region, arm.neg_name(settings.region)): arm.service_name for arm in arms}
+    negs = dict(ours)
     for group in live.all_network_endpoint_groups():
         key = (_kind_and_name(group.region)[1], group.name)
-        if key in ours or (group.network_endpoint_type == "SERVERLESS" and group.cloud_run.service in services):
-            negs[key] = group.cloud_run.service
-    for region, name in ours:
-        negs.setdefault((region, name), "")
+        reach = _neg_reach(group, services, settings.region)
+        if reach is not None:
+            negs[key] = reach
     differences = []
     for backend in live.all_backend_services():
         scope = _kind_and_name(backend.region)[1] if backend.region else ""
         if not scope and backend.name in skip:
             continue
-        if _is_the_policy(backend.security_policy):
-            continue
+        where = f"regional backend service {backend.name} in {scope}" if scope else f"backend service {backend.name}"
         for entry in backend.backends:
             kind, name = _kind_and_name(entry.group)
             region = entry.group.split("/regions/")[1].split("/")[0] if "/regions/" in entry.group else ""
             if kind != "networkEndpointGroups" or (region, name) not in negs:
                 continue
-            service = negs[(region, name)] or "the endpoint's Cloud Run service"
-            where = f"regional backend service {backend.name} in {scope}" if scope else f"backend service {backend.name}"
-            differences.append(
-                f"the {where} sends requests to the serverless NEG {name} ({service} in {region}) without "
-                f"{POLICY_NAME} (its security policy is {backend.security_policy or 'none'}): another load "
-                "balancer reaches the service past Cloud Armor; the code puts every backend of it behind the policy"
-            )
+            if not _is_the_policy(backend.security_policy, settings):
+                differences.append(
+                    f"the {where} sends requests to the serverless NEG {name} ({negs[(region, name)]} in {region}) "
+                    f"without {POLICY_NAME} (its security policy is {_policy_words(backend.security_policy, settings)}): "
+                    "another load balancer reaches the service past Cloud Armor; the code puts every backend of it "
+                    "behind the policy"
+                )
+            elif backend.enable_c_d_n:
+                differences.append(_cdn_words(f"the {where}, which reaches the service,"))
             break
     return differences
 
@@ -776,7 +858,8 @@ def _named(networks: set) -> list[str]:
 
 
 def _rule_drift(expected: list[Rule], actual: list[Rule]) -> list[str]:
-    """Rules other than the allowlist and the default: WAF, and anything added by hand."""
+    """Rules other than the allowlist and the default: WAF, and anything added by hand, compared
+    field by field at each priority."""
 
     def others(rules):
         return {
@@ -797,8 +880,103 @@ def _rule_drift(expected: list[Rule], actual: list[Rule]) -> list[str]:
                 f"rule {priority} ({live_rule.action}: {live_rule.description or 'no description'}) "
                 "is live but not in the code"
             )
-        elif (code.action, code.expression, set(code.src_ip_ranges), code.preview) != (
-            live_rule.action, live_rule.expression, set(live_rule.src_ip_ranges), live_rule.preview,
-        ):  # fmt: skip
-            differences.append(f"rule {priority} ({code.description}) differs from the code")
+        else:
+            fields = _differing_fields(code, live_rule)
+            if fields:
+                differences.append(f"rule {priority} ({code.description}) differs from the code in {_and(fields)}")
+    return differences
+
+
+def _differing_fields(code: Rule, live_rule: Rule) -> list[str]:
+    """Every field the code sets that the live rule has otherwise, in words."""
+    fields = []
+    if code.action != live_rule.action:
+        fields.append(f"its action ({live_rule.action} live, {code.action} in the code)")
+    if code.expression != live_rule.expression:
+        fields.append(f"its expression (live: {live_rule.expression or 'none'!r})")
+    if set(code.src_ip_ranges) != set(live_rule.src_ip_ranges):
+        fields.append(f"its ranges (live: {', '.join(live_rule.src_ip_ranges) or 'none'})")
+    if code.preview != live_rule.preview:
+        fields.append("preview mode (" + ("on live, off in the code" if live_rule.preview else "off live, on in the code") + ")")
+    if code.rate_limit != live_rule.rate_limit:
+        live_words = live_rule.rate_limit.words() if live_rule.rate_limit else "none"
+        fields.append(f"its rate limit (live: {live_words})")
+    if code.description != live_rule.description:
+        fields.append(f"its description (live: {live_rule.description!r})")
+    return fields
+
+
+def _and(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def _rate_limits_by_range(rules: Iterable[Rule]) -> dict:
+    """Range -> the rate limit of the first enforced rule that lets it through, when it has one."""
+    limits: dict = {}
+    seen: set = set()
+    for rule in sorted(rules, key=lambda rule: rule.priority):
+        if _lets_through(rule) and not rule.preview:
+            for network in _networks(rule):
+                if network not in seen:
+                    seen.add(network)
+                    if rule.rate_limit is not None:
+                        limits[network] = rule.rate_limit
+    return limits
+
+
+def _rate_limit_drift(expected: list[Rule], actual: list[Rule]) -> list[str]:
+    """Ranges rate-limited by both, but with another threshold, interval, key or action: a live
+    throttle of 1,000,000 requests a minute is no throttle at the code's 600."""
+    want, have = _rate_limits_by_range(expected), _rate_limits_by_range(actual)
+    changed: dict = {}
+    for network in want.keys() & have.keys():
+        if want[network] != have[network]:
+            changed.setdefault((have[network], want[network]), set()).add(network)
+    differences = []
+    for (live_limit, code_limit), networks in sorted(changed.items(), key=lambda item: _named(item[1])):
+        names = _named(networks)
+        differences.append(
+            f"{', '.join(names)} {'is' if len(names) == 1 else 'are'} rate-limited at {live_limit.words()} "
+            f"on the live policy; the code sets {code_limit.words()}"
+        )
+    return differences
+
+
+def _is_waf(rule: Rule) -> bool:
+    return rule.expression is not None and rule.action not in ALLOWING_ACTIONS
+
+
+def _order_drift(expected: list[Rule], actual: list[Rule]) -> list[str]:
+    """Allow and throttle rules that come before a WAF rule: requests from their ranges are let
+    through before the WAF inspects them. The code puts every WAF rule first."""
+    code_waf = {rule.expression for rule in expected if _is_waf(rule)}
+    live_waf = [rule for rule in actual if _is_waf(rule) and rule.expression in code_waf and not rule.preview]
+    differences = []
+    for rule in actual:
+        if not _lets_through(rule) or rule.preview:
+            continue
+        skipped = [waf for waf in live_waf if waf.priority > rule.priority]
+        if skipped:
+            ranges = ", ".join(_named(set(_networks(rule))))
+            differences.append(
+                f"rule {rule.priority} ({rule.action}: {rule.description or 'no description'}) lets {ranges} "
+                f"through before the WAF rule{'s' if len(skipped) > 1 else ''} "
+                f"{', '.join(str(waf.priority) for waf in skipped)}, so their requests are never inspected by "
+                f"{'them' if len(skipped) > 1 else 'it'}; the code puts every WAF rule first"
+            )
+    return differences
+
+
+def _description_drift(expected: list[Rule], actual: list[Rule]) -> list[str]:
+    """The allow, throttle and default rules' descriptions, which the code sets too; the other
+    rules' are compared with their other fields."""
+    want = {rule.priority: rule for rule in expected if _lets_through(rule) or rule.priority == DEFAULT_RULE_PRIORITY}
+    differences = []
+    for rule in actual:
+        code = want.get(rule.priority)
+        if code is not None and code.action == rule.action and code.description != rule.description:
+            differences.append(
+                f"rule {rule.priority}'s description is {rule.description!r} on the live policy; "
+                f"the code's is {code.description!r}"
+            )
     return differences
