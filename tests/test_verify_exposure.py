@@ -293,7 +293,7 @@ def test_another_backend_service_on_the_endpoints_neg_without_the_policy_is_repo
 def test_a_regional_backend_on_a_hand_made_neg_for_the_service_is_reported(env, compute, capsys):
     """The console's load balancer wizard makes its own serverless NEG for the chosen service."""
     settings = env()
-    others = [{**backend_json(policy=None, name="regional-lb", neg="wizard-neg"), "region": REGION_LINK}]
+    others = [backend_json(policy=None, name="regional-lb", neg="wizard-neg", region=REGION)]
     negs = [neg_json(STABLE_NEG, SERVICE_NAME), neg_json("wizard-neg", SERVICE_NAME), neg_json("shop-neg", "shop")]
     others.append(backend_json(policy=None, name="shop-backend", neg="shop-neg"))
 
@@ -356,7 +356,7 @@ def test_a_regional_load_balancer_with_a_regional_policy_of_the_same_name_is_rep
     """A hand-made serverless NEG for the service, a regional backend service on it, and a regional
     policy named like the code's: a way in whose rules the code does not decide."""
     settings = env()
-    others = [{**backend_json(policy=REGIONAL_POLICY, name="regional-lb", neg="wizard-neg"), "region": REGION_LINK}]
+    others = [backend_json(policy=REGIONAL_POLICY, name="regional-lb", neg="wizard-neg", region=REGION)]
     negs = [neg_json(STABLE_NEG, SERVICE_NAME), neg_json("wizard-neg", SERVICE_NAME)]
 
     code, out = verify(compute(policy=policy_json(plan_rules(settings)), other_backends=others, negs=negs), capsys)
