@@ -56,8 +56,8 @@ def test_allow_and_throttle_rules_have_priority_bands_of_their_own(rate, action,
     """A switch between the two is then a remove and an add, never a patch of one rule's action."""
     ranges = " ".join(f"198.51.100.{2 * i + 1}" for i in range(11))
 
-    rules = [r for r in plan_rules(settings(ALLOWED_IP_RANGES=ranges, RATE_LIMIT_PER_MINUTE=rate)) if r.src_ip_ranges != ("*",)]
-    allowing = [r for r in rules if r.expression is None]
+    rules = plan_rules(settings(ALLOWED_IP_RANGES=ranges, RATE_LIMIT_PER_MINUTE=rate))
+    allowing = [r for r in rules if r.expression is None and r.src_ip_ranges != ("*",)]
 
     assert [(r.action, r.priority) for r in allowing] == [(action, p) for p in priorities]
     assert all((r.rate_limit is not None) is (action == "throttle") for r in allowing)

@@ -740,9 +740,10 @@ def _second_backend_drift(live: Live, settings: EndpointSettings, *, skip: set[s
             if kind != "networkEndpointGroups" or (region, name) not in negs:
                 continue
             if not _is_the_policy(backend.security_policy, settings):
+                attached = _policy_words(backend.security_policy, settings)
                 differences.append(
                     f"the {where} sends requests to the serverless NEG {name} ({negs[(region, name)]} in {region}) "
-                    f"without {POLICY_NAME} (its security policy is {_policy_words(backend.security_policy, settings)}): "
+                    f"without {POLICY_NAME} (its security policy is {attached}): "
                     "another load balancer reaches the service past Cloud Armor; the code puts every backend of it "
                     "behind the policy"
                 )
@@ -897,7 +898,8 @@ def _differing_fields(code: Rule, live_rule: Rule) -> list[str]:
     if set(code.src_ip_ranges) != set(live_rule.src_ip_ranges):
         fields.append(f"its ranges (live: {', '.join(live_rule.src_ip_ranges) or 'none'})")
     if code.preview != live_rule.preview:
-        fields.append("preview mode (" + ("on live, off in the code" if live_rule.preview else "off live, on in the code") + ")")
+        state = "on live, off in the code" if live_rule.preview else "off live, on in the code"
+        fields.append(f"preview mode ({state})")
     if code.rate_limit != live_rule.rate_limit:
         live_words = live_rule.rate_limit.words() if live_rule.rate_limit else "none"
         fields.append(f"its rate limit (live: {live_words})")
