@@ -427,3 +427,16 @@ def test_cloud_cdn_on_another_guarded_backend_that_reaches_the_service_is_report
     assert code == 1
     assert "the backend service cached-lb, which reaches the service, has Cloud CDN on" in out
     assert "differs from the code in 1 ways" in out
+
+
+def test_a_url_map_sending_to_another_projects_backend_of_the_same_name_is_reported(env, compute, capsys):
+    """Cross-project service referencing: reading the backend by its name would read this project's."""
+    settings = env()
+    elsewhere = f"https://www.googleapis.com/compute/v1/projects/other/global/backendServices/{BACKEND_NAME}"
+    maps = [{**url_map_json(), "defaultService": elsewhere}]
+
+    code, out = verify(compute(policy=policy_json(plan_rules(settings)), url_maps=maps), capsys)
+
+    assert code == 1
+    assert (f"the URL map {URL_MAP_NAME} sends requests to {elsewhere}, which is not a backend service of project p; "
+            "the code sends them only to its own backend services") in out  # fmt: skip

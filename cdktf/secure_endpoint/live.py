@@ -493,6 +493,14 @@ def _url_map_drift(live: Live, settings: EndpointSettings) -> tuple[list[str], s
                     f"which {POLICY_NAME} cannot guard"
                 )
                 continue
+            project, scope, _, _ = _identity(link)
+            if (project, scope) != (settings.project_id, "global"):
+                # Reading it by name would read this project's backend of that name instead.
+                differences.append(
+                    f"the URL map {map_name} sends requests to {link}, which is not a backend service of "
+                    f"project {settings.project_id}; the code sends them only to its own backend services"
+                )
+                continue
             backend = live.backend(name)
             attached = backend.security_policy
             if not _is_the_policy(attached, settings):
@@ -503,7 +511,8 @@ def _url_map_drift(live: Live, settings: EndpointSettings) -> tuple[list[str], s
                 )
             if backend.enable_c_d_n:
                 differences.append(_cdn_words(f"the backend service {name}"))
-    return differences, {_kind_and_name(link)[1] for link in checked}
+    ours = {link for link in checked if _identity(link)[:2] == (settings.project_id, "global")}
+    return differences, {_kind_and_name(link)[1] for link in ours}
 
 
 def _identity(link: str) -> tuple[str, str, str, str]:
