@@ -457,7 +457,7 @@ def test_verify_reports_rules_missing_or_added(env, compute, capsys):
 
     assert run("verify", factory) == 1
     out = capsys.readouterr().out
-    assert "rule 100 (WAF part 1 of 2: sqli, xss, lfi, rfi, rce) is in the code but not live" in out
+    assert "rule 100 (WAF part 1 of 3: sqli, xss, lfi, rfi, rce) is in the code but not live" in out
     assert "rule 500 (deny(404): manual block) is live but not in the code" in out
 
 

@@ -29,11 +29,11 @@ def waf_rules(rules):
     return [rule for rule in rules if rule.expression is not None]
 
 
-def test_the_ten_waf_sets_take_two_rules_of_at_most_five_calls_joined_by_or():
+def test_the_ten_waf_sets_take_three_rules_of_at_most_five_calls_joined_by_or():
     rules = waf_rules(plan_rules(settings()))
 
     assert len(waf_calls()) == 10
-    assert [rule.priority for rule in rules] == [WAF_PRIORITY_START, WAF_PRIORITY_START + PRIORITY_STEP]
+    assert [rule.priority for rule in rules] == [WAF_PRIORITY_START + i * PRIORITY_STEP for i in range(3)]
     for rule in rules:
         calls = rule.expression.split(" || ")
         assert 1 <= len(calls) <= WAF_CALLS_PER_RULE == 5
@@ -41,6 +41,13 @@ def test_the_ten_waf_sets_take_two_rules_of_at_most_five_calls_joined_by_or():
         assert rule.action == "deny(403)" and len(rule.description) <= 64
     folded = [name for rule in rules for name in CALL.findall(rule.expression)]
     assert folded == [name for name, _ in waf_calls()]
+
+
+def test_the_cve_rule_stands_alone_as_policy_scanners_look_for_it():
+    """checkov's CKV_GCP_73 passes only on a rule whose expression is exactly this call."""
+    (cve,) = [rule for rule in waf_rules(plan_rules(settings())) if "cve-canary" in rule.expression]
+
+    assert cve.expression == "evaluatePreconfiguredExpr('cve-canary')" and not cve.preview
 
 
 def test_waf_rules_false_plans_no_expression_rule():
@@ -64,7 +71,7 @@ def test_allow_and_throttle_rules_have_priority_bands_of_their_own(rate, action,
 
 
 def test_the_bands_cannot_meet_whatever_the_number_of_rules():
-    assert WAF_PRIORITY_START + 2 * PRIORITY_STEP <= ALLOW_PRIORITY_START
+    assert WAF_PRIORITY_START + 3 * PRIORITY_STEP <= ALLOW_PRIORITY_START
     assert ALLOW_PRIORITY_START + MAX_ALLOW_RULES * PRIORITY_STEP <= THROTTLE_PRIORITY_START
 
 

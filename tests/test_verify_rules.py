@@ -64,7 +64,7 @@ def test_an_allow_rule_moved_ahead_of_the_waf_is_drift(env, compute, capsys):
     code, out = verify(compute(policy=policy_json(live)), capsys)
 
     assert code == 1
-    assert ("rule 50 (allow: ALLOWED_IP_RANGES part 1 of 1) lets 203.0.113.4/32 through before the WAF rules 100, 110, "
+    assert ("rule 50 (allow: ALLOWED_IP_RANGES part 1 of 1) lets 203.0.113.4/32 through before the WAF rules 100, 110, 120, "
             "so their requests are never inspected by them; the code puts every WAF rule first") in out  # fmt: skip
     assert "differs from the code in 1 ways" in out
 
@@ -76,7 +76,7 @@ def test_a_waf_rule_moved_behind_the_allow_rules_is_drift(env, compute, capsys):
 
     assert code == 1
     assert "lets 203.0.113.4/32 through before the WAF rule 1500, so their requests are never inspected by it" in out
-    assert "rule 110 (WAF part 2 of 2: method, scanner, protocol, session, cve) is in the code but not live" in out
+    assert "rule 110 (WAF part 2 of 3: method, scanner, protocol, session) is in the code but not live" in out
 
 
 def test_a_waf_rule_with_a_call_dropped_is_drift_naming_the_field(env, compute, capsys):
