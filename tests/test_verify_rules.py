@@ -101,3 +101,15 @@ def test_a_changed_description_is_drift(env, compute, capsys, priority):
     assert code == 1
     assert f"rule {priority}'s description is 'edited in the console' on the live policy; the code's is " in out
     assert "differs from the code in 1 ways" in out
+
+
+@pytest.mark.parametrize("parsing", ["DISABLED", "STANDARD_WITH_GRAPHQL", None], ids=["disabled", "graphql", "absent"])
+def test_json_parsing_other_than_the_codes_is_drift(env, compute, capsys, parsing):
+    policy = policy_json(plan_rules(env()))
+    policy["advancedOptionsConfig"] = {"logLevel": "NORMAL"} | ({"jsonParsing": parsing} if parsing else {})
+
+    code, out = verify(compute(policy=policy), capsys)
+
+    assert code == 1
+    assert f"the policy's JSON parsing is {parsing or 'DISABLED'}" in out and "; the code sets STANDARD" in out
+    assert "differs from the code in 1 ways" in out

@@ -51,6 +51,7 @@ from secure_endpoint.plan import (
     CANARY_ROUTE_PRIORITY,
     HTTP_PROXY_NAME,
     HTTPS_PROXY_NAME,
+    JSON_PARSING,
     MIN_TLS_VERSION,
     NAME,
     POLICY_NAME,
@@ -131,8 +132,7 @@ class ArmoredEdge(Construct):
                     enable=True
                 )
             ),
-            # The WAF rules read JSON bodies as JSON rather than as opaque text: fewer false positives.
-            advanced_options_config=ComputeSecurityPolicyAdvancedOptionsConfig(json_parsing="STANDARD"),
+            advanced_options_config=ComputeSecurityPolicyAdvancedOptionsConfig(json_parsing=JSON_PARSING),
         )
 
         self.backends = {serving.arm.role: self._backend(serving) for serving in servings}

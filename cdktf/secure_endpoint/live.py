@@ -20,6 +20,7 @@ from secure_endpoint.plan import (
     DEFAULT_URI_DISABLED,
     INGRESS,
     INVOKER_IAM_DISABLED,
+    JSON_PARSING,
     MIN_TLS_VERSION,
     POLICY_NAME,
     REDIRECT_MAP_NAME,
@@ -386,6 +387,10 @@ def _policy_drift(live: Live, settings: EndpointSettings) -> list[str]:
     differences = rule_drift(plan_rules(settings), live_rules(policy))
     if not policy.adaptive_protection_config.layer7_ddos_defense_config.enable:
         differences.append("adaptive protection's layer-7 DDoS defense is off; the code turns it on")
+    parsing = policy.advanced_options_config.json_parsing or "DISABLED"
+    if parsing != JSON_PARSING:
+        effect = ": the WAF rules read JSON bodies as plain text, more false positives" if parsing == "DISABLED" else ""
+        differences.append(f"the policy's JSON parsing is {parsing}{effect}; the code sets {JSON_PARSING}")
     return differences
 
 
