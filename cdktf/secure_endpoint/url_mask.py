@@ -2,15 +2,17 @@
 
 A Cloud Run NEG names its service in `cloudRun.service`, or leaves it to `cloudRun.urlMask`: a
 template of the request's host and path in which `<service>` and `<tag>` stand for the service and
-the revision tag, parsed from each request. The Compute API's own example: the mask
+the revision tag, parsed from each request. The Compute API reference's own example: the mask
 `<tag>.domain.com/<service>` parses `foo1.domain.com/bar1` to service `bar1`, tag `foo1`, so one NEG
-reaches every service of its region. Each name is an RFC 1035 label (1-63 characters), which is
-what a placeholder matches: a host label's part, or a path segment's. A mask without a host (it
-starts with `/`) matches any host, and the path part matches from the start of the request's path,
-the rest of the path going to the service as it is.
+reaches every service of its region. Service and tag names are RFC 1035 labels (1-63 characters),
+which is what a placeholder matches here. Beyond the example, this module reads a mask as the
+serverless NEG overview shows them (`example.com/<service>`, `<service>.example.com`): the host
+part matches the whole host, a mask without a host (starting with `/`) any host, and the path
+part whole segments from the start of the path, the rest going to the service.
 
 The client chooses the host and path it sends, so a mask with `<service>` reaches every service
-whose name fits where the placeholder stands, whatever the load balancer in front meant to send.
+whose name fits where the placeholder stands, whatever the load balancer in front meant to send:
+`reaches` errs on the side of reporting.
 """
 
 import re
