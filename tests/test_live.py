@@ -2,6 +2,7 @@
 (REST) against a local HTTP server that answers the Compute and Cloud Run Admin APIs' calls with
 JSON of the APIs' shape."""
 
+import json
 import os
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import sys
 import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.oauth2.credentials import Credentials
+from werkzeug import Response
 
 import ops
 from secure_endpoint.armor import Rule
@@ -42,6 +44,7 @@ REGION_LINK = f"https://www.googleapis.com/compute/v1/projects/p/regions/{REGION
 LB_IPV4, LB_IPV6 = "203.0.113.10", "2001:db8::10"
 HTTP_PROXY, HTTPS_PROXY = HTTP_PROXY_NAME, HTTPS_PROXY_NAME
 ARMS = {arm.backend_name: arm for arm in (Arm(STABLE, "", 0), Arm(CANARY, "", 0))}
+STABLE_NEG = Arm(STABLE, "", 0).neg_name(REGION)
 
 
 def rule_json(rule: Rule) -> dict:
@@ -49,35 +52,62 @@ def rule_json(rule: Rule) -> dict:
         match = {"expr": {"expression": rule.expression}}
     else:
         match = {"versionedExpr": "SRC_IPS_V1", "config": {"srcIpRanges": list(rule.src_ip_ranges)}}
-    return {"kind": "compute#securityPolicyRule", "priority": rule.priority, "action": rule.action,
+    body = {"kind": "compute#securityPolicyRule", "priority": rule.priority, "action": rule.action,
             "description": rule.description, "preview": rule.preview, "match": match}  # fmt: skip
+    if rule.rate_limit is not None:
+        limit = rule.rate_limit
+        body["rateLimitOptions"] = {
+            "rateLimitThreshold": {"count": limit.count, "intervalSec": limit.interval_sec},
+            "conformAction": limit.conform_action, "exceedAction": limit.exceed_action,
+            "enforceOnKey": limit.enforce_on_key,
+            **({"enforceOnKeyName": limit.enforce_on_key_name} if limit.enforce_on_key_name else {}),
+        }  # fmt: skip
+    return body
 
 
 def policy_json(rules, *, adaptive=True) -> dict:
     return {
         "kind": "compute#securityPolicy",
+        "id": "5001",
+        "creationTimestamp": "2026-11-02T09:00:00.000-08:00",
         "name": POLICY_NAME,
+        "selfLink": f"{SELF_LINK}/securityPolicies/{POLICY_NAME}",
         "type": "CLOUD_ARMOR",
         "fingerprint": "abc=",
+        "labelFingerprint": "42WmSpB8rSM=",
+        "advancedOptionsConfig": {"jsonParsing": "STANDARD", "logLevel": "NORMAL"},
         "rules": [rule_json(rule) for rule in rules],
         "adaptiveProtectionConfig": {"layer7DdosDefenseConfig": {"enable": adaptive}},
     }
 
 
-def backend_json(policy=f"{SELF_LINK}/securityPolicies/{POLICY_NAME}", name=BACKEND_NAME, *, neg=None):
-    """A backend service; an arm's backend has that arm's serverless NEG unless `neg` names another."""
-    body = {"kind": "compute#backendService", "name": name, "loadBalancingScheme": "EXTERNAL_MANAGED"}
+def backend_json(policy=f"{SELF_LINK}/securityPolicies/{POLICY_NAME}", name=BACKEND_NAME, *, neg=None, region=None):
+    """A backend service, regional when `region` is given; an arm's backend has that arm's
+    serverless NEG unless `neg` names another."""
+    scope = f"https://www.googleapis.com/compute/v1/projects/p/regions/{region}" if region else SELF_LINK
+    body = {"kind": "compute#backendService", "id": "6001", "creationTimestamp": "2026-11-02T09:00:00.000-08:00",
+            "name": name, "selfLink": f"{scope}/backendServices/{name}", "loadBalancingScheme": "EXTERNAL_MANAGED",
+            "protocol": "HTTP", "port": 80, "portName": "http", "timeoutSec": 30, "sessionAffinity": "NONE",
+            "affinityCookieTtlSec": 0, "connectionDraining": {"drainingTimeoutSec": 0}, "fingerprint": "Zm9v",
+            "logConfig": {"enable": True, "sampleRate": 1}}  # fmt: skip
     neg = neg or (ARMS[name].neg_name(REGION) if name in ARMS else None)
     if neg:
-        body["backends"] = [{"group": f"{REGION_LINK}/networkEndpointGroups/{neg}"}]
+        body["backends"] = [{"group": f"{REGION_LINK}/networkEndpointGroups/{neg}", "balancingMode": "UTILIZATION",
+                             "capacityScaler": 1}]  # fmt: skip
+    if region:
+        body["region"] = scope
     if policy:
         body["securityPolicy"] = policy
     return body
 
 
-def neg_json(name: str, service: str) -> dict:
+def neg_json(name: str, service: str = "", *, url_mask: str = "", region: str = REGION) -> dict:
+    """A serverless NEG for a Cloud Run service named outright, or by the URL mask's <service>."""
+    run = {key: value for key, value in (("service", service), ("urlMask", url_mask)) if value}
+    region_link = f"https://www.googleapis.com/compute/v1/projects/p/regions/{region}"
     return {"kind": "compute#networkEndpointGroup", "name": name, "networkEndpointType": "SERVERLESS",
-            "region": REGION_LINK, "cloudRun": {"service": service}}  # fmt: skip
+            "region": region_link, "cloudRun": run, "selfLink": f"{region_link}/networkEndpointGroups/{name}",
+            "id": "7001", "creationTimestamp": "2026-11-02T09:00:00.000-08:00", "size": 0}  # fmt: skip
 
 
 def forwarding_rule_json(name: str, ip: str, port: int, proxy: str, kind="targetHttpProxies") -> dict:
@@ -151,14 +181,98 @@ def env(monkeypatch):
     return set_env
 
 
-def error_json(status: int) -> dict:
-    return {"error": {"code": status, "message": "denied or missing", "errors": []}}
+def error_json(status: int, message: str = "denied or missing") -> dict:
+    return {"error": {"code": status, "message": message, "errors": [{"message": message, "domain": "global"}]}}
+
+
+# The fake serves lists in pages this long, so verify must follow nextPageToken to see everything.
+PAGE_SIZE = 2
+# The scopes an aggregated list names on every page: the real API lists each of the project's
+# regions, with a NO_RESULTS_ON_PAGE warning where a page has nothing for one.
+SCOPES = ("global", f"regions/{REGION}", "regions/europe-west1", "regions/us-central1")
+API_PREFIXES = ("/compute/v1/", "/v2/")
+
+
+class StrictApi:
+    """What the real Compute and Cloud Run Admin APIs do that a lenient fake would not: only GET is
+    served on the paths verify reads (anything else 405, an unknown path 404, both as the APIs'
+    JSON errors), lists come in pages with nextPageToken, and an unknown pageToken is a 400."""
+
+    def __init__(self, httpserver):
+        self.server = httpserver
+        self.paths: set[str] = set()
+        httpserver.respond_nohandler = self._no_handler
+
+    def get(self, path: str):
+        self.paths.add(path)
+        return self.server.expect_request(path, method="GET")
+
+    def json(self, path: str, body: dict, status: int = 200) -> None:
+        self.get(path).respond_with_json(body, status=status)
+
+    def pages(self, path: str, kind: str, items: list[dict]) -> None:
+        self.get(path).respond_with_handler(lambda request: self._page(request, path, kind, items))
+
+    def aggregated(self, path: str, kind: str, field: str, scoped: dict[str, list[dict]]) -> None:
+        flat = [(scope, item) for scope in SCOPES for item in scoped.get(scope, [])]
+        self.get(path).respond_with_handler(lambda request: self._aggregated_page(request, path, kind, field, flat))
+
+    def _window(self, request, total: int) -> tuple[int, str | None] | Response:
+        token = request.args.get("pageToken", "")
+        start = int(token.removeprefix("page-")) if token.startswith("page-") and token[5:].isdigit() else None
+        if token and (start is None or start >= total):
+            return Response(json.dumps(error_json(400, f"Invalid value for field 'pageToken': '{token}'.")),
+                            status=400, content_type="application/json")  # fmt: skip
+        start = start or 0
+        following = start + PAGE_SIZE
+        return start, (f"page-{following}" if following < total else None)
+
+    def _page(self, request, path: str, kind: str, items: list[dict]) -> Response:
+        window = self._window(request, len(items))
+        if isinstance(window, Response):
+            return window
+        start, token = window
+        body = {"kind": kind, "id": path, "selfLink": f"https://www.googleapis.com{path}",
+                "items": items[start : start + PAGE_SIZE]}  # fmt: skip
+        if token:
+            body["nextPageToken"] = token
+        return Response(json.dumps(body), content_type="application/json")
+
+    def _aggregated_page(self, request, path: str, kind: str, field: str, flat: list) -> Response:
+        window = self._window(request, len(flat))
+        if isinstance(window, Response):
+            return window
+        start, token = window
+        page = flat[start : start + PAGE_SIZE]
+        items = {}
+        for scope in SCOPES:
+            found = [item for name, item in page if name == scope]
+            items[scope] = {field: found} if found else {"warning": {
+                "code": "NO_RESULTS_ON_PAGE", "message": f"There are no results for scope '{scope}' on this page.",
+                "data": [{"key": "scope", "value": scope}]}}  # fmt: skip
+        body = {"kind": kind, "id": path, "selfLink": f"https://www.googleapis.com{path}", "items": items}
+        if token:
+            body["nextPageToken"] = token
+        return Response(json.dumps(body), content_type="application/json")
+
+    def _no_handler(self, request, extra_message: str = "") -> Response:
+        if request.path in self.paths:
+            body, status = error_json(405, f"Method {request.method} is not allowed on {request.path}"), 405
+        else:
+            body, status = error_json(404, f"The resource '{request.path}' was not found"), 404
+        return Response(json.dumps(body), status=status, content_type="application/json")
+
+    def requests(self) -> list:
+        """Every request made to the Compute and Cloud Run Admin APIs."""
+        return [request for request, _ in self.server.log if request.path.startswith(API_PREFIXES)]
 
 
 @pytest.fixture
 def compute(httpserver):
     """Serves the Compute and Cloud Run Admin API paths with a deployment that matches the code;
-    each keyword replaces one answer (`policy_status` answers the policy's path with that error)."""
+    each keyword replaces one answer (`policy_status` answers the policy's path with that error).
+    After the test, every request made to the APIs must have been a GET: verify only reads."""
+    api = StrictApi(httpserver)
 
     def serve(*, policy=None, backend=None, address=LB_IPV4, address_v6=LB_IPV6, certificate=None, policy_status=200,
               service=None, url_maps=None, backends=(), certificates=(), credentials=None, services=(),
@@ -167,49 +281,50 @@ def compute(httpserver):
         in the environment; `other_backends` are listed with the project's backend services only."""
         if policy is not None or policy_status != 200:
             body = policy if policy_status == 200 else error_json(policy_status)
-            httpserver.expect_request(f"{API}/securityPolicies/{POLICY_NAME}").respond_with_json(body, status=policy_status)
+            api.json(f"{API}/securityPolicies/{POLICY_NAME}", body, status=policy_status)
         listed = [backend or backend_json(), *backends]
         for body in listed:
-            httpserver.expect_request(f"{API}/backendServices/{body['name']}").respond_with_json(body)
+            api.json(f"{API}/backendServices/{body['name']}", body)
         regional = [body for body in other_backends if "region" in body]
-        httpserver.expect_request("/compute/v1/projects/p/aggregated/backendServices").respond_with_json(
-            {"kind": "compute#backendServiceAggregatedList",
-             "items": {"global": {"backendServices": listed + [b for b in other_backends if b not in regional]},
-                       f"regions/{REGION}": {"backendServices": regional}}}  # fmt: skip
-        )
+        api.aggregated("/compute/v1/projects/p/aggregated/backendServices", "compute#backendServiceAggregatedList",
+                       "backendServices",
+                       {"global": listed + [b for b in other_backends if b not in regional],
+                        f"regions/{REGION}": [b for b in regional if b["region"] == REGION_LINK],
+                        **{scope: [b for b in regional if b["region"].endswith(f"/{scope}")]
+                           for scope in SCOPES if scope.startswith("regions/") and scope != f"regions/{REGION}"}})  # fmt: skip
         if negs is None:
             negs = [neg_json(arm.neg_name(REGION), arm.service_name) for name, arm in ARMS.items()
                     if any(body["name"] == name for body in listed)]  # fmt: skip
-        httpserver.expect_request("/compute/v1/projects/p/aggregated/networkEndpointGroups").respond_with_json(
-            {"kind": "compute#networkEndpointGroupAggregatedList", "items": {f"regions/{REGION}": {"networkEndpointGroups": negs}}}
-        )
+        by_scope = {scope: [n for n in negs if n["region"].endswith(f"/{scope}")] for scope in SCOPES}
+        api.aggregated("/compute/v1/projects/p/aggregated/networkEndpointGroups",
+                       "compute#networkEndpointGroupAggregatedList", "networkEndpointGroups", by_scope)  # fmt: skip
         settings = EndpointSettings.from_env()
         default_rules, default_proxies = edge_json(settings)
-        httpserver.expect_request(f"{API}/forwardingRules").respond_with_json(
-            {"kind": "compute#forwardingRuleList", "items": default_rules if forwarding_rules is None else forwarding_rules}
-        )
+        api.pages(f"{API}/forwardingRules", "compute#forwardingRuleList",
+                  default_rules if forwarding_rules is None else forwarding_rules)  # fmt: skip
         for path, body in (default_proxies if proxies is None else proxies).items():
-            httpserver.expect_request(f"{API}/{path}").respond_with_json(body)
+            api.json(f"{API}/{path}", body)
         for body in ssl_policies or [ssl_policy_json()]:
-            httpserver.expect_request(f"{API}/sslPolicies/{body['name']}").respond_with_json(body)
-        httpserver.expect_request(RUN_API).respond_with_json(service or service_json())
+            api.json(f"{API}/sslPolicies/{body['name']}", body)
+        api.json(RUN_API, service or service_json())
         for body in services:
-            httpserver.expect_request(f"/v2/{body['name']}").respond_with_json(body)
+            api.json(f"/v2/{body['name']}", body)
         for body in url_maps or [url_map_json(), url_map_json(REDIRECT_MAP_NAME, default=None)]:
-            httpserver.expect_request(f"{API}/urlMaps/{body['name']}").respond_with_json(body)
+            api.json(f"{API}/urlMaps/{body['name']}", body)
         for name, value in ((ADDRESS_NAME, address), (ADDRESS_V6_NAME, address_v6)):
             if value is None:
-                httpserver.expect_request(f"{API}/addresses/{name}").respond_with_json(error_json(404), status=404)
+                api.json(f"{API}/addresses/{name}", error_json(404), status=404)
             else:
-                httpserver.expect_request(f"{API}/addresses/{name}").respond_with_json(
-                    {"kind": "compute#address", "name": name, "address": value}
-                )
+                api.json(f"{API}/addresses/{name}", {"kind": "compute#address", "name": name, "address": value,
+                                                      "selfLink": f"{SELF_LINK}/addresses/{name}"})  # fmt: skip
         for body in [certificate, *certificates] if certificate else certificates:
-            httpserver.expect_request(f"{API}/sslCertificates/{body['name']}").respond_with_json(body)
+            api.json(f"{API}/sslCertificates/{body['name']}", body)
         endpoint = httpserver.url_for("").rstrip("/")
         return lambda project: ops.Live(project, credentials=credentials or AnonymousCredentials(), api_endpoint=endpoint)
 
-    return serve
+    yield serve
+    methods = {request.method for request in api.requests()}
+    assert methods <= {"GET"}, f"verify and endpoint only read, yet they sent {sorted(methods)}"
 
 
 def run(command, factory):
@@ -342,7 +457,7 @@ def test_verify_reports_rules_missing_or_added(env, compute, capsys):
 
     assert run("verify", factory) == 1
     out = capsys.readouterr().out
-    assert "rule 100 (WAF: sqli-v33-stable) is in the code but not live" in out
+    assert "rule 100 (WAF part 1 of 3: sqli, xss, lfi, rfi, rce) is in the code but not live" in out
     assert "rule 500 (deny(404): manual block) is live but not in the code" in out
 
 
@@ -502,3 +617,45 @@ def test_endpoint_during_a_domain_change_says_when_to_drop_the_old_certificate(e
         assert "the new certificate is ACTIVE: unset PREVIOUS_DOMAIN and `make deploy` drops the old one" in out
     else:
         assert "api.example.com is still served meanwhile; keep PREVIOUS_DOMAIN until the new certificate is ACTIVE" in out
+
+
+def test_the_fake_api_is_as_strict_as_the_real_one(env, compute, httpserver):
+    """Only GET on the paths verify reads, 404 elsewhere, lists in pages: what the tests of verify
+    rely on to fail when verify writes, guesses a path, or reads only a first page."""
+    from google.api_core import exceptions
+    from google.cloud import compute_v1
+
+    settings = env(DOMAIN="api.example.com", IPV6="true", ALLOWED_IP_RANGES="203.0.113.4 2001:db8::/32")
+    compute(policy=policy_json(plan_rules(settings)))
+    options = {"api_endpoint": httpserver.url_for("").rstrip("/")}
+    common = {"credentials": AnonymousCredentials(), "transport": "rest", "client_options": options}
+    backends = compute_v1.BackendServicesClient(**common)
+    rules = compute_v1.GlobalForwardingRulesClient(**common)
+
+    with pytest.raises(exceptions.MethodNotAllowed):
+        backends.delete(project="p", backend_service=BACKEND_NAME)
+    with pytest.raises(exceptions.NotFound):
+        backends.get(project="p", backend_service="no-such-backend")
+    assert len(list(rules.list(project="p"))) == 4
+    pages = [request.args.get("pageToken", "") for request, _ in httpserver.log if "forwardingRules" in request.path]
+    assert pages == ["", "page-2"]
+    httpserver.log.clear()  # the DELETE above was this test's own, not verify's
+
+
+def test_verify_follows_every_page_of_the_lists(env, compute, capsys):
+    """The unguarded backend, the masked NEG and the extra forwarding rule all sit past the first page."""
+    settings = env()
+    harmless = [backend_json(name=f"shop-{i}", neg=f"shop-neg-{i}") for i in range(5)]
+    negs = [neg_json(f"shop-neg-{i}", "shop") for i in range(3)] + [
+        neg_json(STABLE_NEG, SERVICE_NAME), neg_json("masked-neg", url_mask="example.com/<service>")]  # fmt: skip
+    rules, proxies = edge_json(settings)
+    rules = [forwarding_rule_json(f"other-{i}", f"198.51.100.{i + 1}", 80, HTTP_PROXY) for i in range(3)] + rules
+    rules.append(forwarding_rule_json("debug-8080", LB_IPV4, 8080, HTTP_PROXY))
+    factory = compute(policy=policy_json(plan_rules(settings)), negs=negs, forwarding_rules=rules, proxies=proxies,
+                      other_backends=harmless + [backend_json(policy=None, name="side-door", neg="masked-neg")])  # fmt: skip
+
+    assert run("verify", factory) == 1
+    out = capsys.readouterr().out
+    assert "the backend service side-door sends requests to the serverless NEG masked-neg" in out
+    assert "the forwarding rule debug-8080 on the address inference-lb-ip" in out
+    assert "differs from the code in 2 ways" in out

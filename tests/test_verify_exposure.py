@@ -5,10 +5,11 @@ The real google-cloud-compute client against the local Compute API of tests/test
 
 import pytest
 
-from secure_endpoint.armor import Rule
+from secure_endpoint.armor import RateLimit, Rule
 from secure_endpoint.plan import (
     ADDRESS_NAME,
     ADDRESS_V6_NAME,
+    BACKEND_NAME,
     NAME,
     POLICY_NAME,
     REDIRECT_MAP_NAME,
@@ -95,7 +96,9 @@ def test_the_codes_allow_rule_put_in_preview_says_it_lets_no_one_in(env, compute
 )  # fmt: skip
 def test_an_allow_rule_whose_action_changed_with_the_same_ranges_is_drift(env, compute, capsys, extra, live_action, words):
     settings = env(**extra)
-    rules = [Rule(**{**r.__dict__, "action": live_action}) if r.priority == 1000 else r for r in plan_rules(settings)]
+    limit = RateLimit(count=600, interval_sec=60) if live_action == "throttle" else None
+    rules = [Rule(**{**r.__dict__, "action": live_action, "rate_limit": limit}) if r.priority in (1000, 2000) else r
+             for r in plan_rules(settings)]  # fmt: skip
 
     code, out = verify(compute(policy=policy_json(rules)), capsys)
 
@@ -290,7 +293,7 @@ def test_another_backend_service_on_the_endpoints_neg_without_the_policy_is_repo
 def test_a_regional_backend_on_a_hand_made_neg_for_the_service_is_reported(env, compute, capsys):
     """The console's load balancer wizard makes its own serverless NEG for the chosen service."""
     settings = env()
-    others = [{**backend_json(policy=None, name="regional-lb", neg="wizard-neg"), "region": REGION_LINK}]
+    others = [backend_json(policy=None, name="regional-lb", neg="wizard-neg", region=REGION)]
     negs = [neg_json(STABLE_NEG, SERVICE_NAME), neg_json("wizard-neg", SERVICE_NAME), neg_json("shop-neg", "shop")]
     others.append(backend_json(policy=None, name="shop-backend", neg="shop-neg"))
 
@@ -320,3 +323,120 @@ def test_the_endpoints_own_unguarded_backend_is_said_once(env, compute, capsys):
     assert code == 1
     assert "differs from the code in 1 ways" in out
     assert f"{SELF_LINK}" not in out
+
+
+# The policy by its identity (project, global, name), never by its name alone
+
+POLICY_LINK = f"{SELF_LINK}/securityPolicies/{POLICY_NAME}"
+REGIONAL_POLICY = f"{REGION_LINK}/securityPolicies/{POLICY_NAME}"
+OTHER_PROJECT_POLICY = f"https://www.googleapis.com/compute/v1/projects/other/global/securityPolicies/{POLICY_NAME}"
+
+
+@pytest.mark.parametrize(
+    "attached, words",
+    [
+        (REGIONAL_POLICY, f"{REGIONAL_POLICY}, a regional policy that only shares the name of the code's global one"),
+        (OTHER_PROJECT_POLICY, f"{OTHER_PROJECT_POLICY}, project other's policy of the same name"),
+        (f"{POLICY_LINK}-old", f"{POLICY_LINK}-old"),
+        (f"{SELF_LINK}/securityPolicies/old-{POLICY_NAME}", f"{SELF_LINK}/securityPolicies/old-{POLICY_NAME}"),
+    ],
+    ids=["regional, same name", "another project, same name", "name as a prefix", "name as a suffix"],
+)  # fmt: skip
+def test_the_endpoints_backend_must_carry_the_very_policy_the_code_declares(env, compute, capsys, attached, words):
+    settings = env()
+
+    code, out = verify(compute(policy=policy_json(plan_rules(settings)), backend=backend_json(policy=attached)), capsys)
+
+    assert code == 1
+    assert f"the backend service {BACKEND_NAME} is not guarded by {POLICY_NAME}: its security policy is {words}" in out
+    assert "differs from the code in 1 ways" in out
+
+
+def test_a_regional_load_balancer_with_a_regional_policy_of_the_same_name_is_reported(env, compute, capsys):
+    """A hand-made serverless NEG for the service, a regional backend service on it, and a regional
+    policy named like the code's: a way in whose rules the code does not decide."""
+    settings = env()
+    others = [backend_json(policy=REGIONAL_POLICY, name="regional-lb", neg="wizard-neg", region=REGION)]
+    negs = [neg_json(STABLE_NEG, SERVICE_NAME), neg_json("wizard-neg", SERVICE_NAME)]
+
+    code, out = verify(compute(policy=policy_json(plan_rules(settings)), other_backends=others, negs=negs), capsys)
+
+    assert code == 1
+    assert (f"the regional backend service regional-lb in {REGION} sends requests to the serverless NEG wizard-neg "
+            f"({SERVICE_NAME} in {REGION}) without {POLICY_NAME} (its security policy is {REGIONAL_POLICY}, a regional "
+            "policy that only shares the name of the code's global one)") in out  # fmt: skip
+    assert "differs from the code in 1 ways" in out
+
+
+# Serverless NEGs that name the service through a URL mask
+
+
+@pytest.mark.parametrize("mask", ["<service>.example.com", "example.com/<service>", "/<service>", "<tag>.example.com/<service>"])
+def test_a_url_mask_neg_that_can_name_the_service_behind_an_unguarded_backend_is_reported(env, compute, capsys, mask):
+    settings = env()
+    others = [backend_json(policy=None, name="catch-all", neg="masked-neg")]
+    negs = [neg_json(STABLE_NEG, SERVICE_NAME), neg_json("masked-neg", url_mask=mask)]
+
+    code, out = verify(compute(policy=policy_json(plan_rules(settings)), other_backends=others, negs=negs), capsys)
+
+    assert code == 1
+    assert (f"the backend service catch-all sends requests to the serverless NEG masked-neg ({SERVICE_NAME} and "
+            f"{SERVICE_NAME}-canary through its URL mask {mask} in {REGION}) without {POLICY_NAME}") in out  # fmt: skip
+    assert "differs from the code in 1 ways" in out
+
+
+@pytest.mark.parametrize(
+    "neg",
+    [
+        neg_json("tags-neg", "shop", url_mask="<tag>.example.com"),
+        neg_json("elsewhere-neg", url_mask="<service>.example.com", region="europe-west1"),
+    ],
+    ids=["mask parses the tag only", "another region's services"],
+)  # fmt: skip
+def test_a_url_mask_neg_that_cannot_reach_the_service_is_not_drift(env, compute, capsys, neg):
+    settings = env()
+    others = [{**backend_json(policy=None, name="shop-lb"),
+               "backends": [{"group": f"{neg['region']}/networkEndpointGroups/{neg['name']}"}]}]  # fmt: skip
+    negs = [neg_json(STABLE_NEG, SERVICE_NAME), neg]
+
+    code, out = verify(compute(policy=policy_json(plan_rules(settings)), other_backends=others, negs=negs), capsys)
+
+    assert code == 0, out
+
+
+# Cloud CDN answers from its cache before the backend's policy
+
+
+def test_cloud_cdn_on_the_guarded_backend_is_reported(env, compute, capsys):
+    settings = env()
+
+    code, out = verify(compute(policy=policy_json(plan_rules(settings)), backend={**backend_json(), "enableCDN": True}), capsys)
+
+    assert code == 1
+    assert (f"the backend service {BACKEND_NAME} has Cloud CDN on: cached answers are served before Cloud Armor's "
+            "backend policy is evaluated, so anyone gets what an allowed client fetched") in out  # fmt: skip
+    assert "differs from the code in 1 ways" in out
+
+
+def test_cloud_cdn_on_another_guarded_backend_that_reaches_the_service_is_reported(env, compute, capsys):
+    settings = env()
+    others = [{**backend_json(name="cached-lb", neg=STABLE_NEG), "enableCDN": True}]
+
+    code, out = verify(compute(policy=policy_json(plan_rules(settings)), other_backends=others), capsys)
+
+    assert code == 1
+    assert "the backend service cached-lb, which reaches the service, has Cloud CDN on" in out
+    assert "differs from the code in 1 ways" in out
+
+
+def test_a_url_map_sending_to_another_projects_backend_of_the_same_name_is_reported(env, compute, capsys):
+    """Cross-project service referencing: reading the backend by its name would read this project's."""
+    settings = env()
+    elsewhere = f"https://www.googleapis.com/compute/v1/projects/other/global/backendServices/{BACKEND_NAME}"
+    maps = [{**url_map_json(), "defaultService": elsewhere}]
+
+    code, out = verify(compute(policy=policy_json(plan_rules(settings)), url_maps=maps), capsys)
+
+    assert code == 1
+    assert (f"the URL map {URL_MAP_NAME} sends requests to {elsewhere}, which is not a backend service of project p; "
+            "the code sends them only to its own backend services") in out  # fmt: skip

@@ -17,8 +17,8 @@ MAX_RANGES_PER_RULE = 10
 # Every rule of every global security policy in a project counts against one per-project quota,
 # SECURITY_POLICY_RULES (https://cloud.google.com/armor/quotas), whose value is the project's own
 # (the console's Quotas page shows it) and may be far lower on a new project. 100 allow rules
-# keep the whole policy at 111 with the WAF and default rules; a list that needs more is refused
-# at synth instead of failing at apply with "Quota 'SECURITY_POLICY_RULES' exceeded".
+# keep the whole policy at 103 with the two WAF rules and the default rule; a list that needs more
+# is refused at synth instead of failing at apply with "Quota 'SECURITY_POLICY_RULES' exceeded".
 MAX_ALLOW_RULES = 100
 MAX_RANGES = MAX_ALLOW_RULES * MAX_RANGES_PER_RULE
 SEED_PLACEHOLDER = "your ip address"

@@ -25,6 +25,26 @@ class PolicyError(ValueError):
 
 
 @dataclass(frozen=True)
+class RateLimit:
+    """A throttle's `rateLimitOptions`: at most `count` requests per `interval_sec` for each key."""
+
+    count: int
+    interval_sec: int
+    conform_action: str = "allow"
+    exceed_action: str = "deny(429)"
+    enforce_on_key: str = "IP"
+    enforce_on_key_name: str = ""
+
+    def words(self) -> str:
+        key = self.enforce_on_key or "ALL"
+        named = f" {self.enforce_on_key_name}" if self.enforce_on_key_name else ""
+        return (
+            f"{self.count:,} requests per {self.interval_sec} s for each {key}{named} key, "
+            f"then {self.exceed_action} (below it: {self.conform_action})"
+        )
+
+
+@dataclass(frozen=True)
 class Rule:
     priority: int
     action: str
@@ -32,6 +52,7 @@ class Rule:
     src_ip_ranges: tuple[str, ...] = ()
     expression: str | None = None
     preview: bool = False
+    rate_limit: RateLimit | None = None
 
     def label(self) -> str:
         return f"rule {self.priority}" + (f" ({self.description})" if self.description else "")
@@ -68,9 +89,28 @@ def rules_from_terraform(policy: Mapping[str, Any]) -> list[Rule]:
                 src_ip_ranges=tuple(match.get("config", {}).get("src_ip_ranges", ())),
                 expression=(match.get("expr") or {}).get("expression"),
                 preview=bool(raw.get("preview", False)),
+                rate_limit=_rate_limit_from_terraform(raw.get("rate_limit_options")),
             )
         )
     return sorted(rules, key=lambda rule: rule.priority)
+
+
+def _rate_limit_from_terraform(options: Mapping[str, Any] | list | None) -> RateLimit | None:
+    if isinstance(options, list):  # Terraform JSON may give a block as a list of one
+        options = options[0] if options else None
+    if not options:
+        return None
+    threshold = options.get("rate_limit_threshold") or {}
+    if isinstance(threshold, list):
+        threshold = threshold[0] if threshold else {}
+    return RateLimit(
+        count=int(threshold.get("count", 0)),
+        interval_sec=int(threshold.get("interval_sec", 0)),
+        conform_action=options.get("conform_action", ""),
+        exceed_action=options.get("exceed_action", ""),
+        enforce_on_key=options.get("enforce_on_key", ""),
+        enforce_on_key_name=options.get("enforce_on_key_name", ""),
+    )
 
 
 def check_policy(rules: Iterable[Rule]) -> None:

@@ -52,6 +52,7 @@ from secure_endpoint.plan import (
     CANARY_ROUTE_PRIORITY,
     HTTP_PROXY_NAME,
     HTTPS_PROXY_NAME,
+    JSON_PARSING,
     MIN_TLS_VERSION,
     NAME,
     POLICY_NAME,
@@ -147,14 +148,13 @@ class ArmoredEdge(Construct):
             "policy",
             name=POLICY_NAME,
             description="Allow ALLOWED_IP_RANGES, deny everyone else with 403",
-            rule=[self._rule(rule, settings) for rule in plan_rules(settings)],
+            rule=[self._rule(rule) for rule in plan_rules(settings)],
             adaptive_protection_config=ComputeSecurityPolicyAdaptiveProtectionConfig(
                 layer7_ddos_defense_config=ComputeSecurityPolicyAdaptiveProtectionConfigLayer7DdosDefenseConfig(
                     enable=True
                 )
             ),
-            # The WAF rules read JSON bodies as JSON rather than as opaque text: fewer false positives.
-            advanced_options_config=ComputeSecurityPolicyAdvancedOptionsConfig(json_parsing="STANDARD"),
+            advanced_options_config=ComputeSecurityPolicyAdvancedOptionsConfig(json_parsing=JSON_PARSING),
         )
 
         self.backends = {serving.arm.role: self._backend(serving) for serving in servings}
@@ -268,7 +268,7 @@ class ArmoredEdge(Construct):
             ],
         )
 
-    def _rule(self, plan: Rule, settings: EndpointSettings) -> ComputeSecurityPolicyRule:
+    def _rule(self, plan: Rule) -> ComputeSecurityPolicyRule:
         if plan.expression is not None:
             match = ComputeSecurityPolicyRuleMatch(
                 expr=ComputeSecurityPolicyRuleMatchExpr(expression=plan.expression)
@@ -279,13 +279,13 @@ class ArmoredEdge(Construct):
                 config=ComputeSecurityPolicyRuleMatchConfig(src_ip_ranges=list(plan.src_ip_ranges)),
             )
         rate_limit = None
-        if plan.action == "throttle":
+        if plan.rate_limit is not None:
             rate_limit = ComputeSecurityPolicyRuleRateLimitOptions(
-                conform_action="allow",
-                exceed_action="deny(429)",
-                enforce_on_key="IP",
+                conform_action=plan.rate_limit.conform_action,
+                exceed_action=plan.rate_limit.exceed_action,
+                enforce_on_key=plan.rate_limit.enforce_on_key,
                 rate_limit_threshold=ComputeSecurityPolicyRuleRateLimitOptionsRateLimitThreshold(
-                    count=settings.rate_limit_per_minute, interval_sec=60
+                    count=plan.rate_limit.count, interval_sec=plan.rate_limit.interval_sec
                 ),
             )
         return ComputeSecurityPolicyRule(

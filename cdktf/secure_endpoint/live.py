@@ -4,13 +4,12 @@
 turn what they read into plain words.
 """
 
-import ipaddress
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from secure_endpoint.armor import ALLOWING_ACTIONS, Rule
+from secure_endpoint.armor import RateLimit, Rule
 from secure_endpoint.plan import (
     ADDRESS_NAME,
     ADDRESS_V6_NAME,
@@ -18,11 +17,10 @@ from secure_endpoint.plan import (
     CANARY,
     CANARY_HEADER,
     CANARY_HEADER_VALUE,
-    DEFAULT_RULE_PRIORITY,
     DEFAULT_URI_DISABLED,
-    DENY,
     INGRESS,
     INVOKER_IAM_DISABLED,
+    JSON_PARSING,
     MIN_TLS_VERSION,
     POLICY_NAME,
     REDIRECT_MAP_NAME,
@@ -39,6 +37,8 @@ from secure_endpoint.plan import (
     plan_routing,
     plan_rules,
 )
+from secure_endpoint import url_mask
+from secure_endpoint.rule_drift import rule_drift
 from secure_endpoint.settings import EndpointSettings
 
 SEED_BODY = '{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}'
@@ -332,17 +332,37 @@ def live_rules(policy) -> list[Rule]:
                 src_ip_ranges=tuple(raw.match.config.src_ip_ranges),
                 expression=expression,
                 preview=bool(raw.preview),
+                rate_limit=_rate_limit(raw),
             )
         )
     return sorted(rules, key=lambda rule: rule.priority)
 
 
+def _rate_limit(raw) -> RateLimit | None:
+    if "rate_limit_options" not in raw:
+        return None
+    options = raw.rate_limit_options
+    keys = [config.enforce_on_key_type + (f" {config.enforce_on_key_name}" if config.enforce_on_key_name else "")
+            for config in options.enforce_on_key_configs]  # fmt: skip
+    return RateLimit(
+        count=options.rate_limit_threshold.count,
+        interval_sec=options.rate_limit_threshold.interval_sec,
+        conform_action=options.conform_action,
+        exceed_action=options.exceed_action,
+        # Several keys (enforceOnKeyConfigs) instead of one: never what the code sets.
+        enforce_on_key=options.enforce_on_key or " + ".join(keys),
+        enforce_on_key_name=options.enforce_on_key_name,
+    )
+
+
 def drift(live: Live, settings: EndpointSettings) -> list[str]:
     """Every difference between what is live and what the code synthesizes, in plain words:
-    the policy's rules, each arm's service (its exposure and model), the split and the canary's
-    header route, every backend the URL maps can reach, the forwarding rules on the endpoint's
-    addresses with their proxies (URL map, SSL policy), then any other backend service that
-    reaches the endpoint's Cloud Run services."""
+    the policy's rules field by field and in order (rule_drift), each arm's service (its exposure
+    and model), the split and the canary's header route, every backend the URL maps can reach
+    (the very policy the code declares, by its self link; Cloud CDN off), the forwarding rules on
+    the endpoint's addresses with their proxies (URL map, SSL policy), then any other backend
+    service, global or regional, that reaches the endpoint's Cloud Run services through a
+    serverless NEG, whether it names the service or its URL mask can."""
     differences = _policy_drift(live, settings)
     models = {arm.service_name: arm.model_uri for arm in plan_arms(settings)}
     for name, model in models.items():
@@ -363,24 +383,14 @@ def drift(live: Live, settings: EndpointSettings) -> list[str]:
 
 
 def _policy_drift(live: Live, settings: EndpointSettings) -> list[str]:
-    expected = plan_rules(settings)
     policy = live.policy()
-    actual = live_rules(policy)
-    differences = _range_drift(expected, actual) + _action_drift(expected, actual)
-    differences += _preview_drift(expected, actual) + _rule_drift(expected, actual)
-
-    defaults = [rule for rule in actual if rule.priority == DEFAULT_RULE_PRIORITY]
-    if not defaults or defaults[0].action != DENY or defaults[0].src_ip_ranges != ("*",):
-        found = f"{defaults[0].action} on {list(defaults[0].src_ip_ranges)}" if defaults else "missing"
-        differences.append(f"the default rule is {found}; expected {DENY} on ['*']")
-    if defaults and defaults[0].preview:
-        differences.append(
-            "the default rule is in preview mode, for which Cloud Armor documents no outcome; "
-            "the code keeps it enforced"
-        )
-
+    differences = rule_drift(plan_rules(settings), live_rules(policy))
     if not policy.adaptive_protection_config.layer7_ddos_defense_config.enable:
         differences.append("adaptive protection's layer-7 DDoS defense is off; the code turns it on")
+    parsing = policy.advanced_options_config.json_parsing or "DISABLED"
+    if parsing != JSON_PARSING:
+        effect = ": the WAF rules read JSON bodies as plain text, more false positives" if parsing == "DISABLED" else ""
+        differences.append(f"the policy's JSON parsing is {parsing}{effect}; the code sets {JSON_PARSING}")
     return differences
 
 
@@ -472,18 +482,65 @@ def _url_map_drift(live: Live, settings: EndpointSettings) -> tuple[list[str], s
                     f"which {POLICY_NAME} cannot guard"
                 )
                 continue
-            attached = live.backend(name).security_policy
-            if not _is_the_policy(attached):
+            project, scope, _, _ = _identity(link)
+            if (project, scope) != (settings.project_id, "global"):
+                # Reading it by name would read this project's backend of that name instead.
+                differences.append(
+                    f"the URL map {map_name} sends requests to {link}, which is not a backend service of "
+                    f"project {settings.project_id}; the code sends them only to its own backend services"
+                )
+                continue
+            backend = live.backend(name)
+            attached = backend.security_policy
+            if not _is_the_policy(attached, settings):
                 differences.append(
                     f"the backend service {name} is not guarded by {POLICY_NAME}: "
-                    f"its security policy is {attached or 'none'}"
+                    f"its security policy is {_policy_words(attached, settings)}"
                     + ("" if name == BACKEND_NAME else f" (the URL map {map_name} sends requests to it)")
                 )
-    return differences, {_kind_and_name(link)[1] for link in checked}
+            if backend.enable_c_d_n:
+                differences.append(_cdn_words(f"the backend service {name}"))
+    ours = {link for link in checked if _identity(link)[:2] == (settings.project_id, "global")}
+    return differences, {_kind_and_name(link)[1] for link in ours}
 
 
-def _is_the_policy(link: str) -> bool:
-    return link == POLICY_NAME or link.endswith(f"/securityPolicies/{POLICY_NAME}")
+def _identity(link: str) -> tuple[str, str, str, str]:
+    """(project, scope, collection, name) of a Compute resource's URL or relative path:
+    `.../projects/p/global/securityPolicies/x` -> ("p", "global", "securityPolicies", "x");
+    a regional one has `regions/r` as its scope. Empty parts when the link says no more."""
+    parts = link.rstrip("/").split("/")
+    try:
+        at = len(parts) - 1 - parts[::-1].index("projects")
+    except ValueError:
+        return "", "", "", parts[-1] if parts else ""
+    rest = parts[at + 1 :]
+    if len(rest) == 4 and rest[1] == "global":
+        return rest[0], "global", rest[2], rest[3]
+    if len(rest) == 5 and rest[1] in ("regions", "zones"):
+        return rest[0], f"{rest[1]}/{rest[2]}", rest[3], rest[4]
+    return "", "", "", parts[-1]
+
+
+def declared_policy(settings: EndpointSettings) -> tuple[str, str, str, str]:
+    """The policy the code declares: global, in the deployment's project, by its name."""
+    return settings.project_id, "global", "securityPolicies", POLICY_NAME
+
+
+def _is_the_policy(link: str, settings: EndpointSettings) -> bool:
+    """The very policy the code declares, by its self link; another policy that carries the same
+    name (a regional one, another project's) guards by other rules."""
+    return bool(link) and _identity(link) == declared_policy(settings)
+
+
+def _policy_words(link: str, settings: EndpointSettings) -> str:
+    if not link:
+        return "none"
+    project, scope, _, name = _identity(link)
+    if name == POLICY_NAME and scope.startswith("regions/"):
+        return f"{link}, a regional policy that only shares the name of the code's global one"
+    if name == POLICY_NAME and project != settings.project_id:
+        return f"{link}, project {project}'s policy of the same name"
+    return link
 
 
 def _kind_and_name(link: str) -> tuple[str, str]:
@@ -633,39 +690,63 @@ def _redirect_drift(url_map) -> list[str]:
     return differences
 
 
+def _cdn_words(label: str) -> str:
+    return (
+        f"{label} has Cloud CDN on: cached answers are served before Cloud Armor's backend policy "
+        "is evaluated, so anyone gets what an allowed client fetched (GET /, /openapi.json, the docs); "
+        "the code leaves Cloud CDN off"
+    )
+
+
+def _neg_reach(group, services: set[str], region: str) -> str | None:
+    """The Cloud Run service of the endpoint that a serverless NEG sends requests to, in words;
+    None when it reaches none of them. A Cloud Run NEG reaches services of its own region only."""
+    if group.network_endpoint_type != "SERVERLESS" or _kind_and_name(group.region)[1] != region:
+        return None
+    run = group.cloud_run
+    if run.service in services:
+        return run.service
+    masked = sorted(name for name in services if url_mask.reaches(run.url_mask, name))
+    if masked and not run.service:
+        return f"{' and '.join(masked)} through its URL mask {run.url_mask}"
+    return None
+
+
 def _second_backend_drift(live: Live, settings: EndpointSettings, *, skip: set[str]) -> list[str]:
-    """A backend service of any load balancer that reaches the endpoint's Cloud Run services
-    through a serverless NEG, whether the endpoint's own or one made for the same service,
-    without the policy: a way in that passes no Cloud Armor rule."""
+    """A backend service of any load balancer, global or regional, that reaches the endpoint's
+    Cloud Run services through a serverless NEG (the endpoint's own, one made by hand for the
+    service, or one whose URL mask can name it) without the very policy the code declares, or
+    with Cloud CDN on: a way in that passes no Cloud Armor rule."""
     arms = [Arm(role, "", 0) for role in (STABLE, CANARY)]
     services = {arm.service_name for arm in arms}
-    ours = {(settings.region, arm.neg_name(settings.region)) for arm in arms}
-    negs = {}
+    ours = {(settings.region, arm.neg_name(settings.region)): arm.service_name for arm in arms}
+    negs = dict(ours)
     for group in live.all_network_endpoint_groups():
         key = (_kind_and_name(group.region)[1], group.name)
-        if key in ours or (group.network_endpoint_type == "SERVERLESS" and group.cloud_run.service in services):
-            negs[key] = group.cloud_run.service
-    for region, name in ours:
-        negs.setdefault((region, name), "")
+        reach = _neg_reach(group, services, settings.region)
+        if reach is not None:
+            negs[key] = reach
     differences = []
     for backend in live.all_backend_services():
         scope = _kind_and_name(backend.region)[1] if backend.region else ""
         if not scope and backend.name in skip:
             continue
-        if _is_the_policy(backend.security_policy):
-            continue
+        where = f"regional backend service {backend.name} in {scope}" if scope else f"backend service {backend.name}"
         for entry in backend.backends:
             kind, name = _kind_and_name(entry.group)
             region = entry.group.split("/regions/")[1].split("/")[0] if "/regions/" in entry.group else ""
             if kind != "networkEndpointGroups" or (region, name) not in negs:
                 continue
-            service = negs[(region, name)] or "the endpoint's Cloud Run service"
-            where = f"regional backend service {backend.name} in {scope}" if scope else f"backend service {backend.name}"
-            differences.append(
-                f"the {where} sends requests to the serverless NEG {name} ({service} in {region}) without "
-                f"{POLICY_NAME} (its security policy is {backend.security_policy or 'none'}): another load "
-                "balancer reaches the service past Cloud Armor; the code puts every backend of it behind the policy"
-            )
+            if not _is_the_policy(backend.security_policy, settings):
+                attached = _policy_words(backend.security_policy, settings)
+                differences.append(
+                    f"the {where} sends requests to the serverless NEG {name} ({negs[(region, name)]} in {region}) "
+                    f"without {POLICY_NAME} (its security policy is {attached}): "
+                    "another load balancer reaches the service past Cloud Armor; the code puts every backend of it "
+                    "behind the policy"
+                )
+            elif backend.enable_c_d_n:
+                differences.append(_cdn_words(f"the {where}, which reaches the service,"))
             break
     return differences
 
@@ -682,123 +763,3 @@ def _backend_links(node) -> Iterator[str]:
     elif isinstance(node, list):
         for item in node:
             yield from _backend_links(item)
-
-
-# `*` matches every address of both families.
-EVERYONE = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
-
-
-def _lets_through(rule: Rule) -> bool:
-    return rule.action in ALLOWING_ACTIONS and rule.expression is None
-
-
-def _networks(rule: Rule) -> Iterator:
-    for text in rule.src_ip_ranges:
-        yield from EVERYONE if text == "*" else (ipaddress.ip_network(text, strict=False),)
-
-
-def _allowed_ranges(rules: Iterable[Rule]) -> set:
-    return {network for rule in rules if _lets_through(rule) and not rule.preview for network in _networks(rule)}
-
-
-def _actions_by_range(rules: Iterable[Rule]) -> dict:
-    """Range -> the action of the first enforced rule that lets it through."""
-    actions: dict = {}
-    for rule in sorted(rules, key=lambda rule: rule.priority):
-        if _lets_through(rule) and not rule.preview:
-            for network in _networks(rule):
-                actions.setdefault(network, rule.action)
-    return actions
-
-
-_ACTION_WORDS = {
-    "allow": "allow (no rate limit)",
-    "throttle": "throttle (a rate limit, 429 above it)",
-    "rate_based_ban": "rate_based_ban (a rate limit that bans the client for a while above it)",
-}
-
-
-def _action_drift(expected: list[Rule], actual: list[Rule]) -> list[str]:
-    """Ranges let through by both, but by another action: same ranges, a rate limit added or lost."""
-    want, have = _actions_by_range(expected), _actions_by_range(actual)
-    changed: dict[tuple[str, str], set] = {}
-    for network in want.keys() & have.keys():
-        if want[network] != have[network]:
-            changed.setdefault((have[network], want[network]), set()).add(network)
-    differences = []
-    for (live_action, code_action), networks in sorted(changed.items()):
-        names = _named(networks)
-        them = "it" if len(names) == 1 else "them"
-        differences.append(
-            f"{', '.join(names)} {'is' if len(names) == 1 else 'are'} let through by "
-            f"{_ACTION_WORDS.get(live_action, live_action)} on the live policy; the code lets {them} through by "
-            f"{_ACTION_WORDS.get(code_action, code_action)}"
-        )
-    return differences
-
-
-def _preview_drift(expected: list[Rule], actual: list[Rule]) -> list[str]:
-    """Allow or throttle rules in preview mode let no one in, but they are not the code either:
-    turning preview off in the console would let their ranges in at once."""
-    want = {rule.priority: rule for rule in expected if _lets_through(rule)}
-    differences = []
-    for rule in actual:
-        if not (_lets_through(rule) and rule.preview) or want.get(rule.priority) == rule:
-            continue
-        ranges = ", ".join(_named(set(_networks(rule)))) or "no ranges"
-        code = want.get(rule.priority)
-        if code is not None and not code.preview and set(_networks(code)) == set(_networks(rule)):
-            differences.append(
-                f"rule {rule.priority} ({code.description}) is in preview mode on the live policy: it only logs "
-                f"and lets none of {ranges} in; the code enforces it"
-            )
-        else:
-            differences.append(
-                f"rule {rule.priority} ({rule.action} in preview mode: {rule.description or 'no description'}) "
-                f"on {ranges} is live but not in the code; preview only logs, so it lets no one in yet, "
-                "but taking it out of preview would let those ranges in"
-            )
-    return differences
-
-
-def _range_drift(expected: list[Rule], actual: list[Rule]) -> list[str]:
-    want, have = _allowed_ranges(expected), _allowed_ranges(actual)
-    return [
-        *(f"{n} is allowed by the code but not by the live policy" for n in _named(want - have)),
-        *(f"{n} is allowed by the live policy but not by the code" for n in _named(have - want)),
-    ]
-
-
-def _named(networks: set) -> list[str]:
-    if set(EVERYONE) <= networks:
-        return ["everyone (*)"] + _named(networks - set(EVERYONE))
-    return [str(n) for n in sorted(networks, key=lambda n: (n.version, n))]
-
-
-def _rule_drift(expected: list[Rule], actual: list[Rule]) -> list[str]:
-    """Rules other than the allowlist and the default: WAF, and anything added by hand."""
-
-    def others(rules):
-        return {
-            rule.priority: rule
-            for rule in rules
-            if rule.priority != DEFAULT_RULE_PRIORITY
-            and not (rule.action in ALLOWING_ACTIONS and rule.expression is None)
-        }
-
-    want, have = others(expected), others(actual)
-    differences = []
-    for priority in sorted(want.keys() | have.keys()):
-        code, live_rule = want.get(priority), have.get(priority)
-        if live_rule is None:
-            differences.append(f"rule {priority} ({code.description}) is in the code but not live")
-        elif code is None:
-            differences.append(
-                f"rule {priority} ({live_rule.action}: {live_rule.description or 'no description'}) "
-                "is live but not in the code"
-            )
-        elif (code.action, code.expression, set(code.src_ip_ranges), code.preview) != (
-            live_rule.action, live_rule.expression, set(live_rule.src_ip_ranges), live_rule.preview,
-        ):  # fmt: skip
-            differences.append(f"rule {priority} ({code.description}) differs from the code")
-    return differences
