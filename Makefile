@@ -167,6 +167,7 @@ bootstrap: settings-$(BOOTSTRAP_STACK) $(VENV)/.infra-deps node_modules/.install
 	STACK=$(BOOTSTRAP_STACK) $(CDKTF) deploy $(BOOTSTRAP_STACK) --migrate-state
 
 synth: settings-$(STACK) $(VENV)/.infra-deps node_modules/.installed
+	$(BIN)/python cdktf/allowlist_ops.py warnings
 	STACK=$(STACK) $(CDKTF) synth
 
 # cdktf's HCL quotes the service's `provider = google-beta`, which Terraform refuses (its JSON is fine).
@@ -175,8 +176,17 @@ synth-hcl: settings-$(STACK) $(VENV)/.infra-deps node_modules/.installed
 	sed -i -E 's/^( *provider += )"([a-z0-9_-]+)"$$/\1\2/' cdktf.out/stacks/*/cdk.tf
 
 # With two stacks in the app, cdktf refuses a deploy or destroy that names none.
-deploy destroy: settings-$(SERVING_STACK) $(VENV)/.infra-deps node_modules/.installed
-	STACK=$(SERVING_STACK) $(CDKTF) $@ $(SERVING_STACK)
+deploy: settings-$(SERVING_STACK) $(VENV)/.infra-deps node_modules/.installed
+	$(BIN)/python cdktf/allowlist_ops.py warnings
+	STACK=$(SERVING_STACK) $(CDKTF) deploy $(SERVING_STACK)
+
+# An expired ALLOWLIST_FILE entry blocks synth and deploy, never tearing the endpoint down:
+# STACK_COMMAND=destroy tells the settings check and the app (which cdktf runs) what is being done.
+settings-destroy: | $(BIN)/python
+	$(call refuse_bad_settings,STACK_COMMAND=destroy $(BIN)/python cdktf/main.py --check $(SERVING_STACK))
+
+destroy: settings-destroy $(VENV)/.infra-deps node_modules/.installed
+	STACK=$(SERVING_STACK) STACK_COMMAND=destroy $(CDKTF) destroy $(SERVING_STACK)
 
 check-ip: $(VENV)/.infra-deps node_modules/.installed
 	STACK=$(SERVING_STACK) $(BIN)/python cdktf/ops.py check-ip $(IP)

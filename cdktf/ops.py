@@ -20,6 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from secure_endpoint.allowlist_owners import owner_lines, recorded_entries
 from secure_endpoint.armor import PolicyError, check_policy, decide
 from secure_endpoint.live import Live, LiveError, drift, endpoint_report
 from secure_endpoint.plan import CANARY_HEADER, CANARY_HEADER_VALUE, POLICY_NAME, plan_routing
@@ -94,9 +95,12 @@ def check_ip(addresses: list[str], outdir: Path) -> int:
         except ValueError:
             raise OpsError(f"expected IPv4 or IPv6 addresses, got {token!r}") from None
     width = max(len(d.address) for d in decisions)
+    entries = recorded_entries(outdir)
     for decision in decisions:
         rule = decision.rule.label() if decision.rule else "no rule matched"
         print(f"{decision.address:<{width}}  {decision.action:<9}  {rule}")
+        for line in owner_lines(entries, decision.address) if decision.allowed else ():
+            print(f"{'':<{width}}  {line}")
         for preview in decision.previews:
             print(f"{'':<{width}}  (also matches {preview.label()} in preview mode: logged, not enforced)")
         if decision.ipv4_mapped:

@@ -42,6 +42,7 @@ from cdktf_cdktf_provider_google.compute_url_map import (
 )
 from constructs import Construct
 
+from secure_endpoint.allowlist_file import terraform_text
 from secure_endpoint.armor import Rule
 from secure_endpoint.plan import (
     ADDRESS_NAME,
@@ -267,7 +268,8 @@ class ArmoredEdge(Construct):
         return ComputeSecurityPolicyRule(
             priority=plan.priority,
             action=plan.action,
-            description=plan.description,
+            # Owners' names are free text: never a template.
+            description=terraform_text(plan.description),
             match=match,
             rate_limit_options=rate_limit,
             preview=plan.preview or None,

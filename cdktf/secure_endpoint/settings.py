@@ -6,8 +6,10 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
-from secure_endpoint.allowlist import AllowlistError, Network, parse_allowlist
+from secure_endpoint.allowlist import AllowlistError, Network
+from secure_endpoint.allowlist_file import Entry, read_allowlist
 
 STACK_NAME = "secure-inference"
 DEFAULT_REGION = "asia-northeast1"
@@ -61,11 +63,14 @@ class EndpointSettings:
     canary_percent: int | None = None
     # Passed to both services: the fraction of predictions each logs with its rows and answer.
     prediction_log_rate: float = 0.0
+    # ALLOWLIST_FILE's entries (owners, reasons, expiry) behind allowed_ranges; () without the file.
+    allowlist_entries: tuple[Entry, ...] = ()
 
     def as_json(self) -> dict:
         """Every setting as JSON values: what a synthesized output was made from."""
         values = dataclasses.asdict(self)
         values["allowed_ranges"] = [str(network) for network in self.allowed_ranges]
+        values["allowlist_entries"] = [entry.as_json() for entry in self.allowlist_entries]
         return values
 
     @property
@@ -73,14 +78,17 @@ class EndpointSettings:
         return bucket_of(self.model_uri)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> "EndpointSettings":
+    def from_env(
+        cls, environ: Mapping[str, str] = os.environ, *, now: datetime | None = None
+    ) -> "EndpointSettings":
+        """`now`: the clock ALLOWLIST_FILE's expiry dates are judged by (aware; default: now)."""
         project_id = _required(environ, "PROJECT_ID", _PROJECT, "a Google Cloud project id")
         region = _optional(environ, "REGION", _REGION, "a region such as asia-northeast1") or DEFAULT_REGION
-        raw_ranges = environ.get("ALLOWED_IP_RANGES", "")
         try:
-            allowed_ranges = parse_allowlist(raw_ranges)
+            allowlist = read_allowlist(environ, now=now)
         except AllowlistError as error:
-            raise SettingsError(f"ALLOWED_IP_RANGES: {error}") from None
+            raise SettingsError(str(error)) from None
+        allowed_ranges = allowlist.networks
         ipv6 = _bool(environ, "IPV6", False)
         _refuse_unreachable_ipv6(allowed_ranges, ipv6)
         min_instances = _int(environ, "MIN_INSTANCES", 0, minimum=0)
@@ -116,6 +124,7 @@ class EndpointSettings:
             canary_model_uri=canary_model_uri,
             canary_percent=canary_percent,
             prediction_log_rate=_fraction(environ, "PREDICTION_LOG_RATE", 0.0),
+            allowlist_entries=allowlist.entries,
         )
 
 
