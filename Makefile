@@ -25,7 +25,7 @@ STACK ?= all
 SEED_CURL := curl -X POST http://localhost:$(PORT)/inference/ -H 'Content-Type: application/json' \
 	-d '{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}'
 
-.PHONY: help run run-port-free test train export upload publish bootstrap synth synth-hcl deploy destroy check-ip endpoint verify bench debian-deps
+.PHONY: help run run-port-free test train export upload publish bootstrap synth synth-hcl deploy destroy check-ip endpoint verify bench debian-deps refresh-cloud-ranges allowlist-diff settings-destroy
 
 help:
 	@echo "make run     train if needed, then serve predict on http://$(HOST):$(PORT)"
@@ -42,6 +42,8 @@ help:
 	@echo "make check-ip IP=a.b.c.d  which Cloud Armor rule of the synthesized policy an address hits"
 	@echo "make endpoint  the deployed addresses, URL, DNS records and curl commands"
 	@echo "make verify    compare the live policy and every way to the service with the code"
+	@echo "make allowlist-diff [BASE=old.toml] [LOGS=export.json]  whose access the allowlist change cuts or opens"
+	@echo "make refresh-cloud-ranges [AZURE=ServiceTags_Public_<date>.json]  fresh cloud range snapshots"
 	@echo "make bench     the serving benchmark; writes bench/results/latest.{json,md,png}"
 
 $(BIN)/python:
@@ -193,6 +195,10 @@ check-ip: $(VENV)/.infra-deps node_modules/.installed
 
 endpoint verify: $(VENV)/.infra-deps
 	$(BIN)/python cdktf/ops.py $@
+
+# Google's and AWS's files are downloaded; Azure's has no stable URL: AZURE=ServiceTags_Public_<date>.json.
+refresh-cloud-ranges: | $(BIN)/python
+	$(BIN)/python cdktf/allowlist_ops.py refresh-cloud-ranges $(if $(AZURE),--azure "$(AZURE)")
 
 bench: $(VENV)/.dev-deps debian-deps
 	$(BIN)/python -m bench.run

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from secure_endpoint.allowlist import AllowlistError
 from secure_endpoint.allowlist_file import VARIABLE, expiry_warnings, load_allowlist_file, now_utc
+from secure_endpoint.cloud_ranges import CloudRangesError
+from secure_endpoint.cloud_ranges_refresh import refresh
 
 EXIT_ERROR = 2
 
@@ -39,10 +41,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="allowlist_ops", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("warnings", help="entries that lapse within 14 days")
+    fresh = commands.add_parser("refresh-cloud-ranges", help="fresh snapshots of the clouds' ranges")
+    fresh.add_argument("--azure", type=Path, help="a downloaded ServiceTags_Public_YYYYMMDD.json")
     args = parser.parse_args(argv)
     if args.command == "warnings":
         return warnings()
+    if args.command == "refresh-cloud-ranges":
+        return refresh_cloud_ranges(args.azure)
     return EXIT_ERROR
+
+
+def refresh_cloud_ranges(azure: Path | None, **options) -> int:
+    try:
+        lines = refresh(azure_file=azure, **options)
+    except CloudRangesError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    print("\n".join(lines))
+    return 0
 
 
 if __name__ == "__main__":

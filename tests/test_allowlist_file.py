@@ -1,6 +1,7 @@
 """ALLOWLIST_FILE: entries with owners, reasons and expiry; refusals, warnings, rule descriptions."""
 
 import json
+import os
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -216,3 +217,17 @@ def test_check_ip_prints_the_owner_and_reason_of_an_allowed_address(allowlist, s
     assert "203.0.113.200  allow      rule 1000 (allowlist 1/1: alice, bob)" in printed
     assert "entry 203.0.113.128/25: owner bob; reason: partner API; expires never" in printed
     assert "owner alice" not in printed
+
+
+def test_make_checks_expiry_for_deploy_and_not_for_destroy(allowlist):
+    path = allowlist(entry("198.51.100.0/24", owner="demo team", expires="2020-01-01"))
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "ALLOWED_IP_RANGES")}
+    env.update(BASE, ALLOWLIST_FILE=str(path))
+
+    def make(target):
+        return subprocess.run(["make", "--no-print-directory", target], cwd=ROOT, env=env, capture_output=True, text=True)
+
+    deploy, destroy = make("settings-secure-inference"), make("settings-destroy")
+
+    assert deploy.returncode != 0 and "owner 'demo team') expired on 2020-01-01" in deploy.stderr
+    assert destroy.returncode == 0, destroy.stderr

@@ -25,6 +25,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 
 from secure_endpoint.allowlist import AllowlistError, Network, parse_allowlist
+from secure_endpoint.cloud_ranges import CloudRangesError, check_entries, check_ranges
 
 VARIABLE = "ALLOWLIST_FILE"
 RANGES_VARIABLE = "ALLOWED_IP_RANGES"
@@ -113,9 +114,11 @@ def read_allowlist(environ: Mapping[str, str], *, now: datetime | None = None) -
         )
     if not path:
         try:
-            return Allowlist(parse_allowlist(raw))
-        except AllowlistError as error:
+            networks = parse_allowlist(raw)
+            check_ranges(networks)
+        except (AllowlistError, CloudRangesError) as error:
             raise AllowlistFileError(f"{RANGES_VARIABLE}: {error}") from None
+        return Allowlist(networks)
     destroying = environ.get(COMMAND_VARIABLE, "").strip() == DESTROY
     return load_allowlist_file(Path(path), now=now or now_utc(), enforce_expiry=not destroying)
 
@@ -145,7 +148,8 @@ def load_allowlist_file(path: Path, *, now: datetime, enforce_expiry: bool = Tru
     entries = tuple(_entry(where, number, table) for number, table in enumerate(tables, start=1))
     try:
         networks = parse_allowlist(",".join(str(entry.network) for entry in entries))
-    except AllowlistError as error:
+        check_entries(entries)
+    except (AllowlistError, CloudRangesError) as error:
         raise AllowlistFileError(f"{where}: {error}") from None
     if enforce_expiry:
         expired = [entry for entry in entries if entry.expires is not None and entry.expires <= now]
