@@ -196,6 +196,11 @@ check-ip: $(VENV)/.infra-deps node_modules/.installed
 endpoint verify: $(VENV)/.infra-deps
 	$(BIN)/python cdktf/ops.py $@
 
+# What the working tree's allowlist changes against the live policy (or BASE=earlier.toml); with
+# LOGS=export.json (or .jsonl, maybe .gz), for every client in the load balancer's request logs.
+allowlist-diff: $(VENV)/.infra-deps
+	$(BIN)/python cdktf/allowlist_ops.py diff $(if $(BASE),--base "$(BASE)") $(if $(LOGS),--logs "$(LOGS)")
+
 # Google's and AWS's files are downloaded; Azure's has no stable URL: AZURE=ServiceTags_Public_<date>.json.
 refresh-cloud-ranges: | $(BIN)/python
 	$(BIN)/python cdktf/allowlist_ops.py refresh-cloud-ranges $(if $(AZURE),--azure "$(AZURE)")

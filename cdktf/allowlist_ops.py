@@ -11,16 +11,27 @@ refresh-cloud-ranges [--azure FILE]
 """
 
 import argparse
+import dataclasses
 import os
 import sys
+from datetime import datetime
 from pathlib import Path
 
 from secure_endpoint.allowlist import AllowlistError
 from secure_endpoint.allowlist_file import VARIABLE, expiry_warnings, load_allowlist_file, now_utc
+from secure_endpoint.allowlist_diff import Replay, Side, range_report
+from secure_endpoint.armor import PolicyError, check_policy
 from secure_endpoint.cloud_ranges import CloudRangesError
+from secure_endpoint.log_export import LogExportError, ReadStats, read_requests
+from secure_endpoint.plan import POLICY_NAME, plan_rules
+from secure_endpoint.settings import EndpointSettings, SettingsError
 from secure_endpoint.cloud_ranges_refresh import refresh
 
-EXIT_ERROR = 2
+EXIT_SAME, EXIT_CHANGED, EXIT_ERROR = 0, 1, 2
+
+
+class DiffError(Exception):
+    """One line for the user; exit 2."""
 
 
 def warnings(environ=os.environ, now=None) -> int:
@@ -37,18 +48,80 @@ def warnings(environ=os.environ, now=None) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, live_factory=None) -> int:
     parser = argparse.ArgumentParser(prog="allowlist_ops", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("warnings", help="entries that lapse within 14 days")
+    compare = commands.add_parser("diff", help="whose access the allowlist change cuts or opens")
+    compare.add_argument("--base", type=Path, help="an earlier ALLOWLIST_FILE (default: the live policy)")
+    compare.add_argument("--logs", type=Path, help="a request log export: JSON array or lines, maybe gzip")
     fresh = commands.add_parser("refresh-cloud-ranges", help="fresh snapshots of the clouds' ranges")
     fresh.add_argument("--azure", type=Path, help="a downloaded ServiceTags_Public_YYYYMMDD.json")
     args = parser.parse_args(argv)
     if args.command == "warnings":
         return warnings()
+    if args.command == "diff":
+        return diff(args.base, args.logs, live_factory)
     if args.command == "refresh-cloud-ranges":
         return refresh_cloud_ranges(args.azure)
     return EXIT_ERROR
+
+
+def diff(base: Path | None, logs: Path | None, live_factory=None, environ=os.environ, now: datetime | None = None) -> int:
+    try:
+        before, after = _sides(base, live_factory, environ, now)
+        print(f"before: {before.label}\nafter:  {after.label}")
+        lines, ranges_differ = range_report(before, after)
+        print("\n".join(lines))
+        if logs is None:
+            return EXIT_CHANGED if ranges_differ else EXIT_SAME
+        stats, replay = ReadStats(), Replay(before, after)
+        for request in read_requests(logs, stats):
+            replay.feed(request)
+    except (DiffError, LogExportError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    print(
+        f"replayed {stats.entries:,} log entries of {logs}: {replay.requests:,} requests; "
+        f"{stats.malformed:,} malformed entries skipped, {stats.without_address:,} without httpRequest.remoteIp"
+    )
+    for example in stats.first_malformed:
+        print(f"  malformed {example}")
+    print("\n".join(replay.report()))
+    return EXIT_CHANGED if replay.changed else EXIT_SAME
+
+
+def _sides(base: Path | None, live_factory, environ, now) -> tuple[Side, Side]:
+    """Before (BASE, or the live policy) and after (the working tree's settings)."""
+    now = now or now_utc()
+    try:
+        settings = EndpointSettings.from_env(environ, now=now)
+    except SettingsError as error:
+        raise DiffError(f"{error} (the same settings as `make deploy`)") from None
+    source = environ.get(VARIABLE, "").strip() or "ALLOWED_IP_RANGES"
+    after = Side(f"the working tree's {source}", tuple(plan_rules(settings)), settings.allowlist_entries)
+    if base is not None:
+        try:
+            earlier = load_allowlist_file(base, now=now, enforce_expiry=False, judge_clouds=False)
+        except AllowlistError as error:
+            raise DiffError(f"BASE: {error}") from None
+        then = dataclasses.replace(settings, allowed_ranges=earlier.networks, allowlist_entries=earlier.entries)
+        before = Side(f"BASE {base}", tuple(plan_rules(then)), earlier.entries)
+    else:
+        from secure_endpoint.live import Live, LiveError, live_rules
+
+        factory = live_factory or Live.with_default_credentials
+        try:
+            rules = tuple(live_rules(factory(settings.project_id).policy()))
+        except LiveError as error:
+            raise DiffError(str(error)) from None
+        before = Side(f"the live policy {POLICY_NAME} of project {settings.project_id}", rules)
+    for side in (before, after):
+        try:
+            check_policy(side.rules)
+        except PolicyError as error:
+            raise DiffError(f"{side.label} cannot be judged: {error}") from None
+    return before, after
 
 
 def refresh_cloud_ranges(azure: Path | None, **options) -> int:

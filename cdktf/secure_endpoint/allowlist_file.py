@@ -123,7 +123,10 @@ def read_allowlist(environ: Mapping[str, str], *, now: datetime | None = None) -
     return load_allowlist_file(Path(path), now=now or now_utc(), enforce_expiry=not destroying)
 
 
-def load_allowlist_file(path: Path, *, now: datetime, enforce_expiry: bool = True) -> Allowlist:
+def load_allowlist_file(
+    path: Path, *, now: datetime, enforce_expiry: bool = True, judge_clouds: bool = True
+) -> Allowlist:
+    """`judge_clouds=False` reads an earlier version as it was (allowlist-diff's BASE)."""
     where = f"{VARIABLE}: {path}"
     try:
         with path.open("rb") as stream:
@@ -148,7 +151,8 @@ def load_allowlist_file(path: Path, *, now: datetime, enforce_expiry: bool = Tru
     entries = tuple(_entry(where, number, table) for number, table in enumerate(tables, start=1))
     try:
         networks = parse_allowlist(",".join(str(entry.network) for entry in entries))
-        check_entries(entries)
+        if judge_clouds:
+            check_entries(entries)
     except (AllowlistError, CloudRangesError) as error:
         raise AllowlistFileError(f"{where}: {error}") from None
     if enforce_expiry:
