@@ -6,22 +6,23 @@ answer is the ranges each lets in that the other does not. With a request log ex
 request's source address is judged under both policies by check-ip's engine (armor.decide):
 clients whose verdict changes are listed with their request count and last time seen.
 
-Memory stays bounded however long the export: entries are read one at a time (log_export.py),
-verdicts are cached per address in a bounded LRU cache, only clients whose verdict changes are
-kept one by one, and past MAX_CLIENTS of those the rest are only counted.
+Memory stays bounded however long the export: entries are read one at a time (log_export.py), only
+clients whose verdict changes are kept one by one, and past MAX_CLIENTS of those the rest are only
+counted. Speed: the ranges of a policy's rules cut the address space into cells whose addresses all
+match the same rules, so armor.decide runs once per cell (on its first address seen) and each request
+costs a bisection to find its cell.
 """
 
-import functools
+import bisect
 import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from secure_endpoint.allowlist_file import Entry, entries_containing
-from secure_endpoint.armor import ALLOWING_ACTIONS, Decision, Rule, decide
+from secure_endpoint.armor import ALLOWING_ACTIONS, Rule, decide
 from secure_endpoint.log_export import Request
 
 MAX_CLIENTS = 100_000
-CACHE_SIZE = 1 << 16
 SHOWN = 50  # clients printed per section; the counts cover all of them
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -33,10 +34,10 @@ class Side:
     # ALLOWLIST_FILE's entries, when known: the live policy only has its rules' descriptions.
     entries: tuple[Entry, ...] = ()
 
-    def owners(self, decision: Decision) -> str:
-        if not decision.allowed:
+    def owners(self, address: str, rule: Rule | None) -> str:
+        if not _allows(rule):
             return ""
-        entries = entries_containing(self.entries, decision.address)
+        entries = entries_containing(self.entries, address)
         if entries:
             return "; ".join(f"owner {e.owner} ({e.network}: {e.reason})" for e in entries)
         return ""
@@ -86,12 +87,38 @@ def _cidrs(version: int, start: int, end: int) -> list[Network]:
     return list(ipaddress.summarize_address_range(kind(start), kind(end)))
 
 
+def _allows(rule: Rule | None) -> bool:
+    return rule is not None and rule.action in ALLOWING_ACTIONS
+
+
+class Cells:
+    """One policy's decisions, one per cell of addresses that match the same address rules."""
+
+    def __init__(self, rules: tuple[Rule, ...]):
+        self.rules = rules
+        bounds: dict[int, set[int]] = {4: set(), 6: set()}
+        for rule in rules:
+            for text in rule.src_ip_ranges if rule.expression is None else ():
+                if text != "*":
+                    network = ipaddress.ip_network(text, strict=False)
+                    bounds[network.version] |= {int(network.network_address), int(network.broadcast_address) + 1}
+        self.bounds = {version: sorted(values) for version, values in bounds.items()}
+        # At most two cells per range and version: bounded by the policy's size, not the traffic.
+        self.decided: dict[tuple[int, int], Rule | None] = {}
+
+    def rule(self, request: Request) -> Rule | None:
+        cell = (request.version, bisect.bisect_right(self.bounds[request.version], request.value))
+        if cell not in self.decided:
+            self.decided[cell] = decide(self.rules, request.address).rule
+        return self.decided[cell]
+
+
 @dataclass
 class Client:
     requests: int
     last_seen: str
-    before: Decision
-    after: Decision
+    before: Rule | None
+    after: Rule | None
 
 
 @dataclass
@@ -109,16 +136,15 @@ class Replay:
     untracked: dict[bool, int] = field(default_factory=lambda: {True: 0, False: 0})
 
     def __post_init__(self):
-        self._before = functools.lru_cache(maxsize=CACHE_SIZE)(functools.partial(decide, self.before.rules))
-        self._after = functools.lru_cache(maxsize=CACHE_SIZE)(functools.partial(decide, self.after.rules))
+        self._before, self._after = Cells(self.before.rules), Cells(self.after.rules)
 
     def feed(self, request: Request) -> None:
         self.requests += 1
-        before, after = self._before(request.address), self._after(request.address)
-        if before.allowed == after.allowed:
+        before, after = self._before.rule(request), self._after.rule(request)
+        if _allows(before) == _allows(after):
             self.unchanged_requests += 1
             return
-        group = self.cut_off if before.allowed else self.admitted
+        group = self.cut_off if _allows(before) else self.admitted
         client = group.get(request.address)
         if client is not None:
             client.requests += 1
@@ -126,7 +152,7 @@ class Replay:
         elif len(self.cut_off) + len(self.admitted) < self.max_clients:
             group[request.address] = Client(1, request.timestamp, before, after)
         else:
-            self.untracked[before.allowed] += 1
+            self.untracked[_allows(before)] += 1
 
     @property
     def changed(self) -> bool:
@@ -148,7 +174,8 @@ class Replay:
             ranked = sorted(group.items(), key=lambda item: (-item[1].requests, item[0]))
             width = max((len(address) for address, _ in ranked[:SHOWN]), default=0)
             for address, client in ranked[:SHOWN]:
-                owners = self.before.owners(client.before) if was_allowed else self.after.owners(client.after)
+                owners = (self.before.owners(address, client.before) if was_allowed
+                          else self.after.owners(address, client.after))  # fmt: skip
                 lines.append(
                     f"    {address:<{width}}  {_count(client.requests, 'request')}, last seen "
                     f"{client.last_seen or 'at no recorded time'}" + (f"; {owners}" if owners else "")
@@ -167,8 +194,8 @@ def _by_transition(group: dict[str, Client]) -> dict[str, list[str]]:
     return transitions
 
 
-def _rule(decision: Decision) -> str:
-    return decision.rule.label() if decision.rule else "no rule matched"
+def _rule(rule: Rule | None) -> str:
+    return rule.label() if rule else "no rule matched"
 
 
 def _count(number: int, noun: str) -> str:
@@ -184,7 +211,8 @@ def range_report(before: Side, after: Side) -> tuple[list[str], bool]:
         lines.append(f"ranges {title}: {', '.join(map(str, networks[:20])) or 'none'}"
                      + (f" and {len(networks) - 20} more" if len(networks) > 20 else ""))  # fmt: skip
         for network in networks[:20]:
-            decision = decide(side.rules, str(network.network_address))
-            owners = side.owners(decision)
-            lines.append(f"  {network}: {_rule(decision)}" + (f"; {owners}" if owners else ""))
+            address = str(network.network_address)
+            rule = decide(side.rules, address).rule
+            owners = side.owners(address, rule)
+            lines.append(f"  {network}: {_rule(rule)}" + (f"; {owners}" if owners else ""))
     return lines, bool(closed or opened)

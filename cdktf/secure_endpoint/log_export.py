@@ -33,6 +33,8 @@ class LogExportError(ValueError):
 class Request:
     address: str  # normalised (ipaddress), so one client is one key
     timestamp: str
+    version: int = 4
+    value: int = 0  # the address as a number
 
 
 @dataclass
@@ -95,7 +97,7 @@ def _request(entry) -> Request | str | None:
     except ValueError:
         return f"expected httpRequest.remoteIp to be an IPv4 or IPv6 address, got {address!r}"
     timestamp = entry.get("timestamp") or entry.get("receiveTimestamp") or ""
-    return Request(str(ip), timestamp if isinstance(timestamp, str) else "")
+    return Request(str(ip), timestamp if isinstance(timestamp, str) else "", ip.version, int(ip))
 
 
 class _Chunks:
