@@ -18,6 +18,7 @@ from secure_endpoint.allowlist_file import (
     terraform_text,
 )
 from secure_endpoint.plan import plan_rules
+from secure_endpoint.special_ranges import DOCUMENTATION
 from secure_endpoint.settings import EndpointSettings, SettingsError
 from secure_endpoint.synthesized import record_settings, stack_file
 from tests.helpers import ROOT
@@ -231,3 +232,10 @@ def test_make_checks_expiry_for_deploy_and_not_for_destroy(allowlist):
 
     assert deploy.returncode != 0 and "owner 'demo team') expired on 2020-01-01" in deploy.stderr
     assert destroy.returncode == 0, destroy.stderr
+
+
+def test_the_example_file_is_a_valid_allowlist():
+    read = settings(ROOT / "allowlist.example.toml", IPV6="true")
+    assert [e.owner.split(" ")[0] for e in read.allowlist_entries] == ["data", "Ana", "partner"]
+    assert all(any(n.version == d.version and n.subnet_of(d) for d in DOCUMENTATION) for n in read.allowed_ranges)
+    assert len(read.allowed_ranges) == 3
