@@ -239,3 +239,4 @@ def test_the_example_file_is_a_valid_allowlist():
     assert [e.owner.split(" ")[0] for e in read.allowlist_entries] == ["data", "Ana", "partner"]
     assert all(any(n.version == d.version and n.subnet_of(d) for d in DOCUMENTATION) for n in read.allowed_ranges)
     assert len(read.allowed_ranges) == 3
+

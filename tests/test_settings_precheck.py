@@ -86,7 +86,8 @@ def make_dry_run(target: str, env: dict[str, str], *assignments: str) -> list[st
     [
         ("bootstrap", BOOTSTRAP_ONLY, f"STACK={BOOTSTRAP_STACK} node_modules/.bin/cdktf deploy {BOOTSTRAP_STACK} --migrate-state"),
         ("deploy", BASE_ENV, f"STACK={STACK_NAME} node_modules/.bin/cdktf deploy {STACK_NAME}"),
-        ("destroy", BASE_ENV, f"STACK={STACK_NAME} node_modules/.bin/cdktf destroy {STACK_NAME}"),
+        # STACK_COMMAND=destroy: an expired ALLOWLIST_FILE entry must not block tearing down.
+        ("destroy", BASE_ENV, f"STACK_COMMAND=destroy STACK={STACK_NAME} node_modules/.bin/cdktf destroy {STACK_NAME}"),
         ("synth", BASE_ENV, "STACK=all node_modules/.bin/cdktf synth"),
     ],
 )  # fmt: skip
