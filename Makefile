@@ -188,7 +188,7 @@ settings-destroy: | $(BIN)/python
 	$(call refuse_bad_settings,STACK_COMMAND=destroy $(BIN)/python cdktf/main.py --check $(SERVING_STACK))
 
 destroy: settings-destroy $(VENV)/.infra-deps node_modules/.installed
-	STACK=$(SERVING_STACK) STACK_COMMAND=destroy $(CDKTF) destroy $(SERVING_STACK)
+	STACK_COMMAND=destroy STACK=$(SERVING_STACK) $(CDKTF) destroy $(SERVING_STACK)
 
 check-ip: $(VENV)/.infra-deps node_modules/.installed
 	STACK=$(SERVING_STACK) $(BIN)/python cdktf/ops.py check-ip $(IP)

@@ -18,14 +18,14 @@ from datetime import datetime
 from pathlib import Path
 
 from secure_endpoint.allowlist import AllowlistError
-from secure_endpoint.allowlist_file import VARIABLE, expiry_warnings, load_allowlist_file, now_utc
 from secure_endpoint.allowlist_diff import Replay, Side, range_report
+from secure_endpoint.allowlist_file import VARIABLE, expiry_warnings, load_allowlist_file, now_utc
 from secure_endpoint.armor import PolicyError, check_policy
 from secure_endpoint.cloud_ranges import CloudRangesError
+from secure_endpoint.cloud_ranges_refresh import refresh
 from secure_endpoint.log_export import LogExportError, ReadStats, read_requests
 from secure_endpoint.plan import POLICY_NAME, plan_rules
 from secure_endpoint.settings import EndpointSettings, SettingsError
-from secure_endpoint.cloud_ranges_refresh import refresh
 
 EXIT_SAME, EXIT_CHANGED, EXIT_ERROR = 0, 1, 2
 
@@ -53,9 +53,15 @@ def main(argv: list[str] | None = None, live_factory=None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("warnings", help="entries that lapse within 14 days")
     compare = commands.add_parser("diff", help="whose access the allowlist change cuts or opens")
-    compare.add_argument("--base", type=Path, help="an earlier ALLOWLIST_FILE (default: the live policy)")
-    compare.add_argument("--logs", type=Path, help="a request log export: JSON array or lines, maybe gzip")
-    fresh = commands.add_parser("refresh-cloud-ranges", help="fresh snapshots of the clouds' ranges")
+    compare.add_argument(
+        "--base", type=Path, help="an earlier ALLOWLIST_FILE (default: the live policy)"
+    )
+    compare.add_argument(
+        "--logs", type=Path, help="a request log export: JSON array or lines, maybe gzip"
+    )
+    fresh = commands.add_parser(
+        "refresh-cloud-ranges", help="fresh snapshots of the clouds' ranges"
+    )
     fresh.add_argument("--azure", type=Path, help="a downloaded ServiceTags_Public_YYYYMMDD.json")
     args = parser.parse_args(argv)
     if args.command == "warnings":
@@ -67,7 +73,13 @@ def main(argv: list[str] | None = None, live_factory=None) -> int:
     return EXIT_ERROR
 
 
-def diff(base: Path | None, logs: Path | None, live_factory=None, environ=os.environ, now: datetime | None = None) -> int:
+def diff(
+    base: Path | None,
+    logs: Path | None,
+    live_factory=None,
+    environ=os.environ,
+    now: datetime | None = None,
+) -> int:
     try:
         before, after = _sides(base, live_factory, environ, now)
         print(f"before: {before.label}\nafter:  {after.label}")
@@ -99,13 +111,17 @@ def _sides(base: Path | None, live_factory, environ, now) -> tuple[Side, Side]:
     except SettingsError as error:
         raise DiffError(f"{error} (the same settings as `make deploy`)") from None
     source = environ.get(VARIABLE, "").strip() or "ALLOWED_IP_RANGES"
-    after = Side(f"the working tree's {source}", tuple(plan_rules(settings)), settings.allowlist_entries)
+    after = Side(
+        f"the working tree's {source}", tuple(plan_rules(settings)), settings.allowlist_entries
+    )
     if base is not None:
         try:
             earlier = load_allowlist_file(base, now=now, enforce_expiry=False, judge_clouds=False)
         except AllowlistError as error:
             raise DiffError(f"BASE: {error}") from None
-        then = dataclasses.replace(settings, allowed_ranges=earlier.networks, allowlist_entries=earlier.entries)
+        then = dataclasses.replace(
+            settings, allowed_ranges=earlier.networks, allowlist_entries=earlier.entries
+        )
         before = Side(f"BASE {base}", tuple(plan_rules(then)), earlier.entries)
     else:
         from secure_endpoint.live import Live, LiveError, live_rules

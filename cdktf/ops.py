@@ -29,7 +29,7 @@ from secure_endpoint.synthesized import NoPolicy, load_policy, staleness
 
 ROOT = Path(__file__).resolve().parent.parent
 CDKTF = ROOT / "node_modules" / ".bin" / "cdktf"
-REQUIRED = ("PROJECT_ID", "MODEL_URI", "ALLOWED_IP_RANGES")
+REQUIRED = ("PROJECT_ID", "MODEL_URI", "ALLOWED_IP_RANGES", "ALLOWLIST_FILE")
 EXIT_ALLOWED, EXIT_DENIED, EXIT_BAD_INPUT = 0, 1, 2
 EXIT_IN_SYNC, EXIT_DRIFT = 0, 1
 

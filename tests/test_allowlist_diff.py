@@ -7,17 +7,19 @@ import subprocess
 import sys
 import time
 
+import allowlist_ops
 import pytest
 from google.auth.credentials import AnonymousCredentials
-from hypothesis import given, settings as hypothesis_settings, strategies as st
-
-import allowlist_ops
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from secure_endpoint.allowlist_diff import Cells
 from secure_endpoint.armor import DEFAULT_RULE_PRIORITY, Rule, decide
 from secure_endpoint.live import Live
 from secure_endpoint.log_export import Request
 from secure_endpoint.plan import POLICY_NAME, plan_rules
 from secure_endpoint.settings import EndpointSettings
+
 from tests.helpers import ROOT
 from tests.test_live import API, policy_json
 
@@ -153,7 +155,7 @@ def test_the_live_policy_is_the_default_base(files, httpserver, tmp_path, capsys
     old, new = files
     deployed = EndpointSettings.from_env({**BASE, "ALLOWLIST_FILE": str(old)})
     httpserver.expect_request(f"{API}/securityPolicies/{POLICY_NAME}").respond_with_json(policy_json(plan_rules(deployed)))
-    factory = lambda project: Live(project, credentials=AnonymousCredentials(), api_endpoint=httpserver.url_for("").rstrip("/"))  # noqa: E731
+    factory = lambda project: Live(project, credentials=AnonymousCredentials(), api_endpoint=httpserver.url_for("").rstrip("/"))
     logs = write_array(tmp_path / "export.json", [log_entry("198.51.100.7", "2026-12-02T08:00:00Z")])
 
     assert run_diff(new, logs=logs, live_factory=factory) == 1
@@ -166,7 +168,7 @@ def test_the_live_policy_is_the_default_base(files, httpserver, tmp_path, capsys
 def test_a_missing_live_policy_exits_2(files, httpserver, capsys):
     _, new = files
     httpserver.expect_request(f"{API}/securityPolicies/{POLICY_NAME}").respond_with_json({"error": {"code": 404, "message": "not found"}}, status=404)
-    factory = lambda project: Live(project, credentials=AnonymousCredentials(), api_endpoint=httpserver.url_for("").rstrip("/"))  # noqa: E731
+    factory = lambda project: Live(project, credentials=AnonymousCredentials(), api_endpoint=httpserver.url_for("").rstrip("/"))
     assert run_diff(new, live_factory=factory) == 2
     assert capsys.readouterr().err.startswith("error: ")
 

@@ -4,12 +4,11 @@ import json
 import os
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
-
-import pytest
+from datetime import UTC, datetime, timedelta
 
 import allowlist_ops
 import ops
+import pytest
 from secure_endpoint.allowlist_file import (
     DESCRIPTION_MAX,
     expiry_warnings,
@@ -18,12 +17,13 @@ from secure_endpoint.allowlist_file import (
     terraform_text,
 )
 from secure_endpoint.plan import plan_rules
-from secure_endpoint.special_ranges import DOCUMENTATION
 from secure_endpoint.settings import EndpointSettings, SettingsError
+from secure_endpoint.special_ranges import DOCUMENTATION
 from secure_endpoint.synthesized import record_settings, stack_file
+
 from tests.helpers import ROOT
 
-NOW = datetime(2027, 3, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
 BASE = {"PROJECT_ID": "p", "MODEL_URI": "gs://b/model.onnx"}
 
 
@@ -69,7 +69,7 @@ def test_entries_become_the_allowed_ranges_and_keep_their_owners(allowlist):
     assert [(str(e.network), e.owner) for e in read.allowlist_entries] == [
         ("203.0.113.0/25", "alice"), ("203.0.113.128/25", "bob"), ("2001:db8::/48", "carol"),
     ]  # fmt: skip
-    assert read.allowlist_entries[0].expires == datetime(2027, 6, 30, tzinfo=timezone.utc)
+    assert read.allowlist_entries[0].expires == datetime(2027, 6, 30, tzinfo=UTC)
 
 
 def test_folding_two_owners_ranges_names_both_in_the_rule(allowlist):
@@ -99,8 +99,8 @@ def test_an_expired_entry_is_refused_naming_it_its_owner_and_the_date(allowlist,
 
 def test_an_entry_is_admitted_until_its_expiry_date_begins(allowlist):
     path = allowlist(entry("198.51.100.0/24", expires="2027-03-02"))
-    assert settings(path, now=datetime(2027, 3, 1, 23, 59, tzinfo=timezone.utc)).allowed_ranges
-    assert "expired on 2027-03-02" in refusal(path, now=datetime(2027, 3, 2, 0, 0, tzinfo=timezone.utc))
+    assert settings(path, now=datetime(2027, 3, 1, 23, 59, tzinfo=UTC)).allowed_ranges
+    assert "expired on 2027-03-02" in refusal(path, now=datetime(2027, 3, 2, 0, 0, tzinfo=UTC))
 
 
 def test_destroy_is_never_blocked_by_an_expired_entry(allowlist):

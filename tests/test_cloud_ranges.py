@@ -7,17 +7,27 @@ what is tested is that those exact ranges are refused.
 import ipaddress
 import json
 import shutil
-from datetime import datetime, timezone
-
-import pytest
-from hypothesis import given, settings as hypothesis_settings, strategies as st
+from datetime import UTC, datetime
 
 import allowlist_ops
-from secure_endpoint.cloud_ranges import AWS, AZURE, CLOUDS, DATA, GOOGLE, CloudIndex, load_document, snapshot_versions
+import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+from secure_endpoint.cloud_ranges import (
+    AWS,
+    AZURE,
+    CLOUDS,
+    DATA,
+    GOOGLE,
+    CloudIndex,
+    load_document,
+    snapshot_versions,
+)
 from secure_endpoint.settings import EndpointSettings, SettingsError
 
 BASE = {"PROJECT_ID": "p", "MODEL_URI": "gs://b/model.onnx", "IPV6": "true"}
-NOW = datetime(2027, 3, 1, tzinfo=timezone.utc)
+NOW = datetime(2027, 3, 1, tzinfo=UTC)
 
 
 def first_v4(cloud, widest=16, narrowest=24) -> ipaddress.IPv4Network:
@@ -83,7 +93,7 @@ def test_the_file_refuses_an_overlap_naming_entry_owner_cloud_and_range(tmp_path
         file_setting(tmp_path, {"range": "203.0.113.0/24", "owner": "a", "reason": "r"},
                      {"range": str(network), "owner": "partner", "reason": "their VMs"})  # fmt: skip
     message = str(caught.value)
-    assert f"entry 2 (owner 'partner'): expected ranges outside" in message and f"Azure's {network}" in message
+    assert "entry 2 (owner 'partner'): expected ranges outside" in message and f"Azure's {network}" in message
     assert "shared_cloud = true and shared_cloud_reason" in message
 
 

@@ -58,14 +58,22 @@ class Side:
 
 def _fold(networks: Iterable[Network]) -> list[Network]:
     networks = list(networks)
-    return [n for version in (4, 6) for n in ipaddress.collapse_addresses(x for x in networks if x.version == version)]
+    return [
+        n
+        for version in (4, 6)
+        for n in ipaddress.collapse_addresses(x for x in networks if x.version == version)
+    ]
 
 
 def subtract(left: Sequence[Network], right: Sequence[Network]) -> list[Network]:
     """The addresses of `left` outside `right`, as CIDRs: an interval sweep over both lists."""
     result: list[Network] = []
     for version in (4, 6):
-        cut = [(int(n.network_address), int(n.broadcast_address)) for n in right if n.version == version]
+        cut = [
+            (int(n.network_address), int(n.broadcast_address))
+            for n in right
+            if n.version == version
+        ]
         cut.sort()
         for network in (n for n in left if n.version == version):
             start, end = int(network.network_address), int(network.broadcast_address)
@@ -101,7 +109,10 @@ class Cells:
             for text in rule.src_ip_ranges if rule.expression is None else ():
                 if text != "*":
                     network = ipaddress.ip_network(text, strict=False)
-                    bounds[network.version] |= {int(network.network_address), int(network.broadcast_address) + 1}
+                    bounds[network.version] |= {
+                        int(network.network_address),
+                        int(network.broadcast_address) + 1,
+                    }
         self.bounds = {version: sorted(values) for version, values in bounds.items()}
         # At most two cells per range and version: bounded by the policy's size, not the traffic.
         self.decided: dict[tuple[int, int], Rule | None] = {}
@@ -168,7 +179,9 @@ class Replay:
             requests = sum(c.requests for c in group.values()) + extra
             lines.append(f"{title}: {_count(len(group), 'client')}, {_count(requests, 'request')}")
             if extra:
-                lines.append(f"  and {_count(extra, 'request')} from clients past the first {self.max_clients:,}, counted only")
+                lines.append(
+                    f"  and {_count(extra, 'request')} from clients past the first {self.max_clients:,}, counted only"
+                )
             for transition, clients in _by_transition(group).items():
                 lines.append(f"  {transition}: {_count(len(clients), 'client')}")
             ranked = sorted(group.items(), key=lambda item: (-item[1].requests, item[0]))
@@ -178,7 +191,8 @@ class Replay:
                           else self.after.owners(address, client.after))  # fmt: skip
                 lines.append(
                     f"    {address:<{width}}  {_count(client.requests, 'request')}, last seen "
-                    f"{client.last_seen or 'at no recorded time'}" + (f"; {owners}" if owners else "")
+                    f"{client.last_seen or 'at no recorded time'}"
+                    + (f"; {owners}" if owners else "")
                 )
             if len(ranked) > SHOWN:
                 lines.append(f"    and {len(ranked) - SHOWN:,} more clients")
@@ -207,7 +221,10 @@ def range_report(before: Side, after: Side) -> tuple[list[str], bool]:
     old, new = before.allowed_networks(), after.allowed_networks()
     closed, opened = subtract(old, new), subtract(new, old)
     lines = []
-    for title, networks, side in (("no longer allowed", closed, before), ("newly allowed", opened, after)):
+    for title, networks, side in (
+        ("no longer allowed", closed, before),
+        ("newly allowed", opened, after),
+    ):
         lines.append(f"ranges {title}: {', '.join(map(str, networks[:20])) or 'none'}"
                      + (f" and {len(networks) - 20} more" if len(networks) > 20 else ""))  # fmt: skip
         for network in networks[:20]:

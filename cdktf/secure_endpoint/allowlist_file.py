@@ -21,7 +21,7 @@ import ipaddress
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 from secure_endpoint.allowlist import AllowlistError, Network, parse_allowlist
@@ -60,7 +60,7 @@ class Entry:
     def expiry_text(self) -> str:
         if self.expires is None:
             return "never"
-        if self.expires.timetz() == time(0, tzinfo=timezone.utc):
+        if self.expires.timetz() == time(0, tzinfo=UTC):
             return self.expires.date().isoformat()
         return self.expires.isoformat()
 
@@ -96,7 +96,7 @@ class Allowlist:
 
 
 def now_utc() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def read_allowlist(environ: Mapping[str, str], *, now: datetime | None = None) -> Allowlist:
@@ -132,7 +132,9 @@ def load_allowlist_file(
         with path.open("rb") as stream:
             document = tomllib.load(stream)
     except FileNotFoundError:
-        raise AllowlistFileError(f"{where}: expected a TOML file of [[entry]] tables, found no such file") from None
+        raise AllowlistFileError(
+            f"{where}: expected a TOML file of [[entry]] tables, found no such file"
+        ) from None
     except (OSError, UnicodeDecodeError) as error:
         raise AllowlistFileError(f"{where}: cannot be read ({error})") from None
     except tomllib.TOMLDecodeError as error:
@@ -237,9 +239,13 @@ def _text(at: str, table: Mapping, key: str, what: str) -> str:
         raise AllowlistFileError(f"{at}: expected {key}: {what}; got {value!r}")
     value = value.strip()
     if not value.isprintable():
-        raise AllowlistFileError(f"{at}: expected {key} on one line of printable text, got {value!r}")
+        raise AllowlistFileError(
+            f"{at}: expected {key} on one line of printable text, got {value!r}"
+        )
     if len(value) > MAX_TEXT:
-        raise AllowlistFileError(f"{at}: expected {key} of at most {MAX_TEXT} characters, got {len(value)}")
+        raise AllowlistFileError(
+            f"{at}: expected {key} of at most {MAX_TEXT} characters, got {len(value)}"
+        )
     return value
 
 
@@ -248,16 +254,22 @@ def _expires(at: str, value) -> datetime | None:
         return None
     # datetime is a subclass of date: checked first.
     if isinstance(value, datetime):
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        return (
+            value.replace(tzinfo=UTC)
+            if value.tzinfo is None
+            else value.astimezone(UTC)
+        )
     if isinstance(value, date):
-        return datetime.combine(value, time(0), tzinfo=timezone.utc)
+        return datetime.combine(value, time(0), tzinfo=UTC)
     example = "expires = 2027-03-31"
     if isinstance(value, str):
         raise AllowlistFileError(
             f"{at}: expected expires as a TOML date, written without quotes ({example}), "
             f"got the string {value!r}; remove the quotes"
         )
-    raise AllowlistFileError(f"{at}: expected expires as a TOML date such as {example}, got {value!r}")
+    raise AllowlistFileError(
+        f"{at}: expected expires as a TOML date such as {example}, got {value!r}"
+    )
 
 
 def owners_of(entries: Sequence[Entry], ranges: Iterable[str]) -> list[str]:
@@ -274,7 +286,9 @@ def owners_of(entries: Sequence[Entry], ranges: Iterable[str]) -> list[str]:
 
 def entries_containing(entries: Sequence[Entry], address: str) -> list[Entry]:
     ip = ipaddress.ip_address(address)
-    return [entry for entry in entries if entry.network.version == ip.version and ip in entry.network]
+    return [
+        entry for entry in entries if entry.network.version == ip.version and ip in entry.network
+    ]
 
 
 def rule_description(owners: Sequence[str], index: int, count: int) -> str:

@@ -51,9 +51,17 @@ class Cloud:
 
 
 GOOGLE = Cloud(
-    "Google Cloud", "google-cloud.json", "https://www.gstatic.com/ipranges/cloud.json", ("syncToken", "creationTime")
+    "Google Cloud",
+    "google-cloud.json",
+    "https://www.gstatic.com/ipranges/cloud.json",
+    ("syncToken", "creationTime"),
 )
-AWS = Cloud("AWS EC2", "aws-ec2.json", "https://ip-ranges.amazonaws.com/ip-ranges.json", ("syncToken", "createDate"))
+AWS = Cloud(
+    "AWS EC2",
+    "aws-ec2.json",
+    "https://ip-ranges.amazonaws.com/ip-ranges.json",
+    ("syncToken", "createDate"),
+)
 AZURE = Cloud("Azure", "azure-cloud.json", None, ("changeNumber", "cloud"))
 CLOUDS = (GOOGLE, AWS, AZURE)
 
@@ -80,14 +88,22 @@ def _trim_azure(document: Mapping) -> dict:
     _require(AZURE, document, "values")
     tags = [value for value in document["values"] if value.get("name") == "AzureCloud"]
     if not tags:
-        raise CloudRangesError("Azure: expected a service tags file with the AzureCloud tag, found none")
+        raise CloudRangesError(
+            "Azure: expected a service tags file with the AzureCloud tag, found none"
+        )
     return {**{key: document[key] for key in AZURE.version_fields}, "values": tags}
 
 
 def _require(cloud: Cloud, document: Mapping, *keys: str) -> None:
-    missing = [key for key in (*cloud.version_fields, *keys) if not isinstance(document, dict) or key not in document]
+    missing = [
+        key
+        for key in (*cloud.version_fields, *keys)
+        if not isinstance(document, dict) or key not in document
+    ]
     if missing:
-        raise CloudRangesError(f"{cloud.name}: expected its published file with {', '.join(missing)}, got none")
+        raise CloudRangesError(
+            f"{cloud.name}: expected its published file with {', '.join(missing)}, got none"
+        )
 
 
 def _read_google(document: Mapping) -> Iterator[Network]:
@@ -136,16 +152,21 @@ class CloudIndex:
         found: dict[tuple[str, Network], None] = {}
         version, start = network.version, int(network.network_address)
         bits = network.max_prefixlen
-        for length in range(0, network.prefixlen + 1):  # ranges containing it (or equal to it)
+        for length in range(network.prefixlen + 1):  # ranges containing it (or equal to it)
             supernet_start = start >> (bits - length) << (bits - length)
             for cloud in self._exact.get((version, supernet_start, length), ()):
                 found[(cloud, ipaddress.ip_network((supernet_start, length)))] = None
         end = start + network.num_addresses - 1
         rows, starts = self._sorted[version], self._starts[version]
-        for row_start, length, cloud in rows[bisect.bisect_left(starts, start) : bisect.bisect_right(starts, end)]:
+        for row_start, length, cloud in rows[
+            bisect.bisect_left(starts, start) : bisect.bisect_right(starts, end)
+        ]:
             if length >= network.prefixlen:  # starts inside and is no wider: inside
                 found[(cloud, ipaddress.ip_network((row_start, length)))] = None
-        return [Overlap(cloud, net) for cloud, net in sorted(found, key=lambda k: (k[1].prefixlen, k[0]))]
+        return [
+            Overlap(cloud, net)
+            for cloud, net in sorted(found, key=lambda k: (k[1].prefixlen, k[0]))
+        ]
 
 
 def load_document(cloud: Cloud, data: Path = DATA) -> dict:
@@ -161,7 +182,11 @@ def load_document(cloud: Cloud, data: Path = DATA) -> dict:
 
 @functools.cache
 def snapshot_index(data: Path = DATA) -> CloudIndex:
-    return CloudIndex((cloud.name, network) for cloud in CLOUDS for network in cloud.networks(load_document(cloud, data)))
+    return CloudIndex(
+        (cloud.name, network)
+        for cloud in CLOUDS
+        for network in cloud.networks(load_document(cloud, data))
+    )
 
 
 def is_own_nat(network: Network) -> bool:
@@ -226,9 +251,15 @@ def check_entries(entries, *, index: CloudIndex | None = None) -> None:
         for network in ipaddress.collapse_addresses(entry.network for entry in mine):
             overlap = shared_cloud_overlap(network, index)
             if overlap:
-                parts = [entry for entry in mine if entry.network.subnet_of(network) and index.overlaps(entry.network)]
+                parts = [
+                    entry
+                    for entry in mine
+                    if entry.network.subnet_of(network) and index.overlaps(entry.network)
+                ]
                 named = ", ".join(f"entry {entry.number} ({entry.network})" for entry in parts[:3])
-                raise CloudRangesError(f"{named} fold into {network}: {refusal(str(network), overlap, flag_hint=hint)}")
+                raise CloudRangesError(
+                    f"{named} fold into {network}: {refusal(str(network), overlap, flag_hint=hint)}"
+                )
 
 
 def check_ranges(networks: Iterable[Network], *, index: CloudIndex | None = None) -> None:

@@ -13,10 +13,18 @@ import os
 import tempfile
 import urllib.request
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
-from secure_endpoint.cloud_ranges import AZURE, CLOUDS, DATA, SOURCES_FILE, Cloud, CloudRangesError, dumps
+from secure_endpoint.cloud_ranges import (
+    AZURE,
+    CLOUDS,
+    DATA,
+    SOURCES_FILE,
+    Cloud,
+    CloudRangesError,
+    dumps,
+)
 
 TIMEOUT_SECONDS = 60
 # The AWS file is about 2 MB, Azure's about 4 MB: anything far bigger is not the file.
@@ -33,13 +41,15 @@ def refresh(
     """Refreshes what can be; returns one line per cloud. CloudRangesError lists the failures
     after every cloud has been tried (the others are written)."""
     urls = {cloud.name: cloud.url for cloud in CLOUDS if cloud.url} | dict(urls or {})
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     sources = json.loads((data / SOURCES_FILE).read_text())
     report, failures = [], []
     for cloud in CLOUDS:
         origin = str(azure_file) if cloud is AZURE else urls.get(cloud.name)
         if cloud is AZURE and azure_file is None:
-            report.append(f"{cloud.name}: kept {cloud.file} (no stable URL: give a downloaded service tags file, AZURE=path)")
+            report.append(
+                f"{cloud.name}: kept {cloud.file} (no stable URL: give a downloaded service tags file, AZURE=path)"
+            )
             continue
         try:
             raw = _read_local(azure_file) if cloud is AZURE else _download(origin)
@@ -53,7 +63,8 @@ def refresh(
         version = {key: document[key] for key in cloud.version_fields}
         sources[cloud.file] = {
             "cloud": cloud.name,
-            "published_at": cloud.url or "https://www.microsoft.com/en-us/download/details.aspx?id=56519",
+            "published_at": cloud.url
+            or "https://www.microsoft.com/en-us/download/details.aspx?id=56519",
             "copied_from": origin,
             "fetched": now.isoformat(timespec="seconds"),
             "version": version,
@@ -71,7 +82,9 @@ def _download(url: str) -> bytes:
     with urllib.request.urlopen(url, timeout=TIMEOUT_SECONDS) as response:
         body = response.read(MAX_BYTES + 1)
     if len(body) > MAX_BYTES:
-        raise CloudRangesError(f"{url} sent more than {MAX_BYTES:,} bytes, which is not the ranges file")
+        raise CloudRangesError(
+            f"{url} sent more than {MAX_BYTES:,} bytes, which is not the ranges file"
+        )
     return body
 
 
@@ -84,9 +97,13 @@ def _parse(cloud: Cloud, raw: bytes, origin: str) -> dict:
     try:
         document = json.loads(raw.decode("utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CloudRangesError(f"expected {cloud.name}'s JSON from {origin}, got something else ({error})") from None
+        raise CloudRangesError(
+            f"expected {cloud.name}'s JSON from {origin}, got something else ({error})"
+        ) from None
     if not isinstance(document, dict):
-        raise CloudRangesError(f"expected {cloud.name}'s JSON object from {origin}, got {type(document).__name__}")
+        raise CloudRangesError(
+            f"expected {cloud.name}'s JSON object from {origin}, got {type(document).__name__}"
+        )
     return document
 
 
