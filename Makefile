@@ -32,7 +32,7 @@ STACK ?= all
 SEED_CURL := curl -X POST http://localhost:$(PORT)/inference/ -H 'Content-Type: application/json' \
 	-d '{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}'
 
-.PHONY: help run run-port-free test lock train train-job export upload publish bootstrap synth synth-hcl deploy destroy check-ip endpoint verify bench debian-deps docs docs-serve diagram cost
+.PHONY: help run run-port-free test lock train train-job export upload publish bootstrap synth synth-hcl deploy destroy check-ip endpoint verify bench debian-deps docs docs-serve diagram cost refresh-cloud-ranges allowlist-diff settings-destroy
 
 help:
 	@echo "make run     train if needed, then serve predict on http://$(HOST):$(PORT)"
@@ -52,6 +52,8 @@ help:
 	@echo "             (python cdktf/ops.py check-ip a.b.c.d exits 1 when one is denied, for scripts)"
 	@echo "make endpoint  the deployed addresses, URL, DNS records and curl commands"
 	@echo "make verify    compare the live policy and every way to the service with the code"
+	@echo "make allowlist-diff [BASE=old.toml] [LOGS=export.json]  whose access the allowlist change cuts or opens"
+	@echo "make refresh-cloud-ranges [AZURE=ServiceTags_Public_<date>.json]  fresh cloud range snapshots"
 	@echo "make bench     the serving benchmark; writes bench/results/latest.{json,md,png}"
 	@echo "make cost [REQUESTS=...]  itemised monthly cost of the endpoint (default 1 and 100 million requests)"
 	@echo "make diagram [DIAGRAM=$(DIAGRAM)]  the picture of the synthesized serving stack: .dot and .svg"
@@ -211,14 +213,24 @@ bootstrap: settings-$(BOOTSTRAP_STACK) $(VENV)/.infra-deps node_modules/.install
 	STACK=$(BOOTSTRAP_STACK) $(CDKTN) deploy $(BOOTSTRAP_STACK) --migrate-state
 
 synth: settings-$(STACK) $(VENV)/.infra-deps node_modules/.installed
+	$(BIN)/python cdktf/allowlist_ops.py warnings
 	STACK=$(STACK) $(CDKTN) synth
 
 synth-hcl: settings-$(STACK) $(VENV)/.infra-deps node_modules/.installed
 	STACK=$(STACK) $(CDKTN) synth --hcl
 
 # With two stacks in the app, cdktn refuses a deploy or destroy that names none.
-deploy destroy: settings-$(SERVING_STACK) $(VENV)/.infra-deps node_modules/.installed
-	STACK=$(SERVING_STACK) $(CDKTN) $@ $(SERVING_STACK)
+deploy: settings-$(SERVING_STACK) $(VENV)/.infra-deps node_modules/.installed
+	$(BIN)/python cdktf/allowlist_ops.py warnings
+	STACK=$(SERVING_STACK) $(CDKTN) deploy $(SERVING_STACK)
+
+# An expired ALLOWLIST_FILE entry blocks synth and deploy, never tearing the endpoint down:
+# STACK_COMMAND=destroy tells the settings check and the app (which cdktn runs) what is being done.
+settings-destroy: | $(BIN)/python
+	$(call refuse_bad_settings,STACK_COMMAND=destroy $(BIN)/python cdktf/main.py --check $(SERVING_STACK))
+
+destroy: settings-destroy $(VENV)/.infra-deps node_modules/.installed
+	STACK_COMMAND=destroy STACK=$(SERVING_STACK) $(CDKTN) destroy $(SERVING_STACK)
 
 # A denied address is an answer, not a failure: make exits 0 once the verdict is printed.
 # Scripts that need the verdict as a status run `python cdktf/ops.py check-ip`, which exits 1 for
@@ -260,6 +272,15 @@ docs: $(VENV)/.docs-deps
 
 docs-serve: docs
 	$(BIN)/python -m http.server $(DOCS_PORT) --bind 127.0.0.1 --directory site
+
+# What the working tree's allowlist changes against the live policy (or BASE=earlier.toml); with
+# LOGS=export.json (or .jsonl, maybe .gz), for every client in the load balancer's request logs.
+allowlist-diff: $(VENV)/.infra-deps
+	$(BIN)/python cdktf/allowlist_ops.py diff $(if $(BASE),--base "$(BASE)") $(if $(LOGS),--logs "$(LOGS)")
+
+# Google's and AWS's files are downloaded; Azure's has no stable URL: AZURE=ServiceTags_Public_<date>.json.
+refresh-cloud-ranges: | $(BIN)/python
+	$(BIN)/python cdktf/allowlist_ops.py refresh-cloud-ranges $(if $(AZURE),--azure "$(AZURE)")
 
 bench: $(VENV)/.dev-deps debian-deps
 	$(BIN)/python -m bench.run

@@ -26,6 +26,7 @@ if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))
 
 from secure_endpoint.allowlist import AllowlistError, refuse_zone_id  # noqa: E402
+from secure_endpoint.allowlist_owners import owner_lines, recorded_entries  # noqa: E402
 from secure_endpoint.armor import PolicyError, check_policy, decide  # noqa: E402
 from secure_endpoint.live import Live, LiveError, drift, endpoint_report  # noqa: E402
 from secure_endpoint.plan import CANARY_HEADER, CANARY_HEADER_VALUE, POLICY_NAME, plan_routing  # noqa: E402
@@ -33,7 +34,7 @@ from secure_endpoint.settings import EndpointSettings, SettingsError  # noqa: E4
 from secure_endpoint.synthesized import NoPolicy, load_policy, staleness  # noqa: E402
 
 CDKTN = ROOT / "node_modules" / ".bin" / "cdktn"
-REQUIRED = ("PROJECT_ID", "MODEL_URI", "ALLOWED_IP_RANGES")
+REQUIRED = ("PROJECT_ID", "MODEL_URI", "ALLOWED_IP_RANGES", "ALLOWLIST_FILE")
 EXIT_ALLOWED, EXIT_DENIED, EXIT_BAD_INPUT = 0, 1, 2
 EXIT_IN_SYNC, EXIT_DRIFT = 0, 1
 
@@ -106,9 +107,12 @@ def check_ip(addresses: list[str], outdir: Path) -> int:
         except ValueError:
             raise OpsError(f"expected IPv4 or IPv6 addresses, got {token!r}") from None
     width = max(len(d.address) for d in decisions)
+    entries = recorded_entries(outdir)
     for decision in decisions:
         rule = decision.rule.label() if decision.rule else "no rule matched"
         print(f"{decision.address:<{width}}  {decision.action:<9}  {rule}")
+        for line in owner_lines(entries, decision.address) if decision.allowed else ():
+            print(f"{'':<{width}}  {line}")
         for preview in decision.previews:
             print(f"{'':<{width}}  (also matches {preview.label()} in preview mode: logged, not enforced)")
         if decision.ipv4_mapped:

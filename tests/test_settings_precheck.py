@@ -18,6 +18,7 @@ CLEARED = (
     "PROJECT_ID", "REGION", "ALLOWED_IP_RANGES", "MODEL_URI", "MODEL_BUCKET", "TF_STATE_BUCKET",
     "IMAGE", "DOMAIN", "STACK", "BOOTSTRAP_STATE_IN_BUCKET", "TERRAFORM_BINARY_NAME",
     "MAKEFLAGS", "MAKELEVEL", "MFLAGS",
+    "ALLOWLIST_FILE", "STACK_COMMAND",
 )  # fmt: skip
 BOOTSTRAP_ONLY = {"PROJECT_ID": "p", "MODEL_BUCKET": "p-models"}
 
@@ -88,7 +89,7 @@ def make_dry_run(target: str, env: dict[str, str], *assignments: str) -> list[st
     [
         ("bootstrap", BOOTSTRAP_ONLY, f"STACK={BOOTSTRAP_STACK} node_modules/.bin/cdktn deploy {BOOTSTRAP_STACK} --migrate-state"),
         ("deploy", BASE_ENV, f"STACK={STACK_NAME} node_modules/.bin/cdktn deploy {STACK_NAME}"),
-        ("destroy", BASE_ENV, f"STACK={STACK_NAME} node_modules/.bin/cdktn destroy {STACK_NAME}"),
+        ("destroy", BASE_ENV, f"STACK_COMMAND=destroy STACK={STACK_NAME} node_modules/.bin/cdktn destroy {STACK_NAME}"),
         ("synth", BASE_ENV, "STACK=all node_modules/.bin/cdktn synth"),
     ],
 )  # fmt: skip

@@ -291,6 +291,7 @@ class ArmoredEdge(Construct):
         return ComputeSecurityPolicyRule(
             priority=plan.priority,
             action=plan.action,
+            # Owners' names are free text: never a template.
             description=literal(plan.description),
             match=match,
             rate_limit_options=rate_limit,

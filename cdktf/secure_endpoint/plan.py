@@ -8,6 +8,7 @@ import hashlib
 from dataclasses import dataclass
 
 from secure_endpoint.allowlist import chunk_ranges
+from secure_endpoint.allowlist_file import owners_of, rule_description
 from secure_endpoint.armor import DEFAULT_RULE_PRIORITY, RateLimit, Rule
 from secure_endpoint.settings import EndpointSettings, bucket_of
 
@@ -126,7 +127,11 @@ def plan_rules(settings: EndpointSettings) -> list[Rule]:
             Rule(
                 priority=start + index * PRIORITY_STEP,
                 action=action,
-                description=f"ALLOWED_IP_RANGES part {index + 1} of {len(chunks)}",
+                description=(
+                    rule_description(owners_of(settings.allowlist_entries, chunk), index, len(chunks))
+                    if settings.allowlist_entries
+                    else f"ALLOWED_IP_RANGES part {index + 1} of {len(chunks)}"
+                ),
                 src_ip_ranges=tuple(chunk),
                 rate_limit=rate_limit,
             )

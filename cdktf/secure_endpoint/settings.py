@@ -6,9 +6,15 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
 
 from secure_endpoint import grammar
 from secure_endpoint.allowlist import CHECK_IP_URL, AllowlistError, Network, parse_allowlist
+from secure_endpoint.allowlist_file import (
+    COMMAND_VARIABLE, DESTROY, Entry, load_allowlist_file, now_utc,
+)
+from secure_endpoint.cloud_ranges import CloudRangesError, check_ranges
 from secure_endpoint.declared import Reading, Setting, SettingsError, boolean, fraction, whole_number
 from secure_endpoint.grammar import Invalid, bucket_of
 from secure_endpoint.image import tag_warning
@@ -32,9 +38,11 @@ MODEL_URI_EXPECTED = "the model's Cloud Storage URI, gs://bucket/object (`make p
 
 def _allowlist(raw: str) -> tuple[Network, ...]:
     try:
-        return parse_allowlist(raw)
-    except AllowlistError as error:
+        networks = parse_allowlist(raw)
+        check_ranges(networks)
+    except (AllowlistError, CloudRangesError) as error:
         raise Invalid(str(error)) from None
+    return networks
 
 
 PROJECT_ID = Setting(
@@ -45,13 +53,22 @@ REGION = Setting(
     "REGION", "region of Cloud Run and the serverless NEG; the bootstrap's buckets and image "
     "repository live there too", grammar.region, DEFAULT_REGION,
 )  # fmt: skip
+ALLOWED_RANGES_EXPECTED = f"the addresses or CIDRs allowed in, such as 203.0.113.4 (yours: {CHECK_IP_URL})"
 ALLOWED_IP_RANGES = Setting(
     "ALLOWED_IP_RANGES",
     "comma- or space-separated public IPv4/IPv6 addresses or CIDRs allowed through Cloud Armor: "
     "each no wider than /8 (IPv4) or /16 (IPv6), at most 2^24 IPv4 and 2^112 IPv6 addresses in "
-    "all; IPv6 ones need `IPV6=true`",
+    "all, none overlapping a public cloud's shared ranges by more than a /28; IPv6 ones need "
+    "`IPV6=true`",
     _allowlist,
-    required=f"the addresses or CIDRs allowed in, such as 203.0.113.4 (yours: {CHECK_IP_URL})",
+    shown_default="required, unless `ALLOWLIST_FILE` is set",
+)
+ALLOWLIST_FILE = Setting(
+    "ALLOWLIST_FILE",
+    "instead of `ALLOWED_IP_RANGES` (not both): a TOML file of `[[entry]]` tables, each with "
+    "`range`, `owner`, `reason` and an optional `expires = 2027-03-31`; synth refuses an expired "
+    "entry and warns 14 days ahead (`make destroy` is never blocked); see `allowlist.example.toml`",
+    str,
 )
 MODEL_URI = Setting(
     "MODEL_URI", "`gs://` URI of the model the service loads (`make publish` prints it); "
@@ -126,7 +143,7 @@ PREDICTION_LOG_RATE = Setting(
 
 # In the order the reference lists them.
 SETTINGS = (
-    PROJECT_ID, REGION, ALLOWED_IP_RANGES, MODEL_URI, IMAGE, DOMAIN, PREVIOUS_DOMAIN, IPV6,
+    PROJECT_ID, REGION, ALLOWED_IP_RANGES, ALLOWLIST_FILE, MODEL_URI, IMAGE, DOMAIN, PREVIOUS_DOMAIN, IPV6,
     TF_STATE_BUCKET, MIN_INSTANCES, MAX_INSTANCES, CONCURRENCY, DELETION_PROTECTION, WAF_RULES,
     RATE_LIMIT_PER_MINUTE, CANARY_MODEL_URI, CANARY_PERCENT, PREDICTION_LOG_RATE,
 )  # fmt: skip
@@ -153,11 +170,14 @@ class EndpointSettings:
     canary_percent: int | None = None
     # Passed to both services: the fraction of predictions each logs with its rows and answer.
     prediction_log_rate: float = 0.0
+    # ALLOWLIST_FILE's entries (owners, reasons, expiry) behind allowed_ranges; () without the file.
+    allowlist_entries: tuple[Entry, ...] = ()
 
     def as_json(self) -> dict:
         """Every setting as JSON values: what a synthesized output was made from."""
         values = dataclasses.asdict(self)
         values["allowed_ranges"] = [str(network) for network in self.allowed_ranges]
+        values["allowlist_entries"] = [entry.as_json() for entry in self.allowlist_entries]
         return values
 
     @property
@@ -165,10 +185,16 @@ class EndpointSettings:
         return bucket_of(self.model_uri)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> "EndpointSettings":
-        """The settings, or one SettingsError naming every bad or missing one."""
+    def from_env(
+        cls, environ: Mapping[str, str] = os.environ, *, now: datetime | None = None
+    ) -> "EndpointSettings":
+        """The settings, or one SettingsError naming every bad or missing one.
+
+        `now`: the clock ALLOWLIST_FILE's expiry dates are judged by (aware; default: now).
+        """
         read = Reading(environ)
         values = {setting.name: read(setting) for setting in SETTINGS}
+        entries = _read_allowlist_file(read, values, now)
         _check_together(read, values)
         read.done()
         project_id, region = values["PROJECT_ID"], values["REGION"]
@@ -192,6 +218,7 @@ class EndpointSettings:
             canary_model_uri=values["CANARY_MODEL_URI"],
             canary_percent=values["CANARY_PERCENT"],
             prediction_log_rate=values["PREDICTION_LOG_RATE"],
+            allowlist_entries=entries,
         )
 
     def warnings(self) -> list[str]:
@@ -208,6 +235,40 @@ class EndpointSettings:
         if tag:
             found.append(tag)
         return found
+
+
+def _read_allowlist_file(read: Reading, values: dict, now: datetime | None) -> tuple[Entry, ...]:
+    """ALLOWLIST_FILE's entries, their ranges put in ALLOWED_IP_RANGES' place; or the missing
+    allowlist named. Expiry does not hold for `make destroy` (STACK_COMMAND=destroy)."""
+    path, ranges = values["ALLOWLIST_FILE"], read.raw(ALLOWED_IP_RANGES)
+    if path and ranges:
+        read.refuse(
+            "ALLOWLIST_FILE",
+            f"expected either ALLOWLIST_FILE or ALLOWED_IP_RANGES, got both (ALLOWLIST_FILE="
+            f"{path!r}, ALLOWED_IP_RANGES={ranges!r}); move the ranges into {path} as entries with "
+            "an owner, and unset ALLOWED_IP_RANGES",
+        )
+        return ()
+    if not path:
+        if not ranges:
+            read.refuse(
+                "ALLOWED_IP_RANGES",
+                f"required; expected {ALLOWED_RANGES_EXPECTED}, or ALLOWLIST_FILE=allowlist.toml "
+                "(named entries), got nothing",
+            )
+        return ()
+    destroying = read.environ.get(COMMAND_VARIABLE, "").strip() == DESTROY
+    try:
+        allowlist = load_allowlist_file(
+            Path(path), now=now or now_utc(), enforce_expiry=not destroying
+        )
+    except AllowlistError as error:
+        # The file's messages start with `ALLOWLIST_FILE: <path>`.
+        read.problems.append(str(error))
+        read.refused.add("ALLOWLIST_FILE")
+        return ()
+    values["ALLOWED_IP_RANGES"] = allowlist.networks
+    return allowlist.entries
 
 
 def _check_together(read: Reading, values: dict) -> None:
