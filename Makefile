@@ -32,7 +32,7 @@ STACK ?= all
 SEED_CURL := curl -X POST http://localhost:$(PORT)/inference/ -H 'Content-Type: application/json' \
 	-d '{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}'
 
-.PHONY: help run run-port-free test lock train train-job export upload publish bootstrap synth synth-hcl deploy destroy check-ip endpoint verify bench debian-deps docs docs-serve diagram cost refresh-cloud-ranges allowlist-diff settings-destroy
+.PHONY: help run run-port-free test lock train train-job export upload publish bootstrap synth synth-hcl deploy destroy check-ip endpoint verify bench debian-deps docs docs-serve diagram cost refresh-cloud-ranges allowlist-diff
 
 help:
 	@echo "make run     train if needed, then serve predict on http://$(HOST):$(PORT)"

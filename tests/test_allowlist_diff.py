@@ -23,7 +23,7 @@ from secure_endpoint.settings import EndpointSettings
 from tests.helpers import ROOT
 from tests.test_live import API, policy_json
 
-BASE = {"PROJECT_ID": "p", "MODEL_URI": "gs://b/model.onnx", "IPV6": "true"}
+BASE = {"PROJECT_ID": "p", "MODEL_URI": "gs://demo-models/model.onnx", "IPV6": "true"}
 OLD = [("198.51.100.0/24", "alice", "nightly batch"), ("203.0.113.0/25", "bob", "partner API"), ("2001:db8:1::/48", "carol", "v6 office")]
 NEW = [("203.0.113.0/25", "bob", "partner API"), ("192.0.2.0/28", "dave", "new office"), ("2001:db8:1::/48", "carol", "v6 office")]
 

@@ -23,7 +23,7 @@ from secure_endpoint.synthesized import record_settings, stack_file
 from tests.helpers import ROOT
 
 NOW = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
-BASE = {"PROJECT_ID": "p", "MODEL_URI": "gs://b/model.onnx"}
+BASE = {"PROJECT_ID": "p", "MODEL_URI": "gs://demo-models/model.onnx"}
 
 
 def entry(range_, owner="payments team", reason="nightly scoring", **extra) -> str:

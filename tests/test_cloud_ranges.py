@@ -26,7 +26,7 @@ from secure_endpoint.cloud_ranges import (
 )
 from secure_endpoint.settings import EndpointSettings, SettingsError
 
-BASE = {"PROJECT_ID": "p", "MODEL_URI": "gs://b/model.onnx", "IPV6": "true"}
+BASE = {"PROJECT_ID": "p", "MODEL_URI": "gs://demo-models/model.onnx", "IPV6": "true"}
 NOW = datetime(2027, 3, 1, tzinfo=UTC)
 
 

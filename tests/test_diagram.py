@@ -16,7 +16,7 @@ DOCS_DOT = ROOT / "docs" / "diagram.dot"
 DOCS_SVG = ROOT / "docs" / "diagram.svg"
 # The same settings as test_infra's and test_canary's fixtures, so the session's synths are reused.
 HTTPS = {"DOMAIN": "api.example.com", "IPV6": "true"}
-CANARY = {"CANARY_MODEL_URI": "gs://b/models/iris/cd827946f6342979/model.onnx", "CANARY_PERCENT": "5"}
+CANARY = {"CANARY_MODEL_URI": "gs://demo-models/models/iris/cd827946f6342979/model.onnx", "CANARY_PERCENT": "5"}
 
 
 def example_settings() -> dict[str, str]:

@@ -195,14 +195,14 @@ def test_the_settings_check_prints_one_line_per_bad_setting(tmp_path):
         "error: MODEL_BUCKET: expected a Cloud Storage bucket name, got 'ab': 3 to 222 characters: lowercase "
         "letters, digits, '-', '_' and '.', starting and ending with a letter or a digit",
         "error: ALLOWED_IP_RANGES: required; expected the addresses or CIDRs allowed in, such as 203.0.113.4 "
-        "(yours: https://checkip.amazonaws.com), got nothing",
+        "(yours: https://checkip.amazonaws.com), or ALLOWLIST_FILE=allowlist.toml (named entries), got nothing",
         "error: MODEL_URI: required; expected the model's Cloud Storage URI, gs://bucket/object "
         "(`make publish` prints it), got nothing",
     ]
 
 
 # Steps other targets run first; not commands a user types.
-INTERNAL_TARGETS = {"help", "run-port-free", "debian-deps", "settings-upload"}
+INTERNAL_TARGETS = {"help", "run-port-free", "debian-deps", "settings-upload", "settings-destroy"}
 
 
 def test_plain_make_lists_every_target_a_user_runs():

@@ -63,12 +63,19 @@ ALLOWED_IP_RANGES = Setting(
     _allowlist,
     shown_default="required, unless `ALLOWLIST_FILE` is set",
 )
+def _toml_path(raw: str) -> str:
+    # A path, never Terraform: refused like any setting that could pass for an expression.
+    if any(character in raw for character in "${}%") or not raw.isprintable():
+        raise Invalid(f"expected the path of a TOML file, such as allowlist.toml, got {raw!r}")
+    return raw
+
+
 ALLOWLIST_FILE = Setting(
     "ALLOWLIST_FILE",
     "instead of `ALLOWED_IP_RANGES` (not both): a TOML file of `[[entry]]` tables, each with "
     "`range`, `owner`, `reason` and an optional `expires = 2027-03-31`; synth refuses an expired "
     "entry and warns 14 days ahead (`make destroy` is never blocked); see `allowlist.example.toml`",
-    str,
+    _toml_path,
 )
 MODEL_URI = Setting(
     "MODEL_URI", "`gs://` URI of the model the service loads (`make publish` prints it); "
@@ -193,8 +200,11 @@ class EndpointSettings:
         `now`: the clock ALLOWLIST_FILE's expiry dates are judged by (aware; default: now).
         """
         read = Reading(environ)
-        values = {setting.name: read(setting) for setting in SETTINGS}
-        entries = _read_allowlist_file(read, values, now)
+        values: dict = {}
+        for setting in SETTINGS:
+            values[setting.name] = read(setting)
+            if setting is ALLOWLIST_FILE:  # in its place among the others' problems
+                entries = _read_allowlist_file(read, values, now)
         _check_together(read, values)
         read.done()
         project_id, region = values["PROJECT_ID"], values["REGION"]
