@@ -7,11 +7,12 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from secure_endpoint import grammar
+from secure_endpoint import exposure, grammar
 from secure_endpoint.allowlist import CHECK_IP_URL, AllowlistError, Network, parse_allowlist
 from secure_endpoint.declared import Reading, Setting, SettingsError, boolean, fraction, whole_number
 from secure_endpoint.grammar import Invalid, bucket_of
 from secure_endpoint.image import tag_warning
+from secure_endpoint.vpc_ranges import public_range_warning
 
 __all__ = ["SETTINGS", "STACK_NAME", "EndpointSettings", "SettingsError", "bucket_of"]
 
@@ -33,6 +34,13 @@ MODEL_URI_EXPECTED = "the model's Cloud Storage URI, gs://bucket/object (`make p
 def _allowlist(raw: str) -> tuple[Network, ...]:
     try:
         return parse_allowlist(raw)
+    except AllowlistError as error:
+        raise Invalid(str(error)) from None
+
+
+def _internal_allowlist(raw: str) -> tuple[Network, ...]:
+    try:
+        return parse_allowlist(raw, internal=True)
     except AllowlistError as error:
         raise Invalid(str(error)) from None
 
@@ -129,6 +137,7 @@ SETTINGS = (
     PROJECT_ID, REGION, ALLOWED_IP_RANGES, MODEL_URI, IMAGE, DOMAIN, PREVIOUS_DOMAIN, IPV6,
     TF_STATE_BUCKET, MIN_INSTANCES, MAX_INSTANCES, CONCURRENCY, DELETION_PROTECTION, WAF_RULES,
     RATE_LIMIT_PER_MINUTE, CANARY_MODEL_URI, CANARY_PERCENT, PREDICTION_LOG_RATE,
+    *exposure.SETTINGS,
 )  # fmt: skip
 
 
@@ -153,6 +162,17 @@ class EndpointSettings:
     canary_percent: int | None = None
     # Passed to both services: the fraction of predictions each logs with its rows and answer.
     prediction_log_rate: float = 0.0
+    # EXPOSURE=internal (secure_endpoint.exposure): the VPC, the address's subnet, the proxy-only
+    # subnet to create (None: one exists), and clients from other regions.
+    exposure: str = exposure.PUBLIC
+    network: str | None = None
+    subnet: str | None = None
+    proxy_subnet_cidr: str | None = None
+    global_access: bool = False
+
+    @property
+    def internal(self) -> bool:
+        return self.exposure == exposure.INTERNAL
 
     def as_json(self) -> dict:
         """Every setting as JSON values: what a synthesized output was made from."""
@@ -168,8 +188,15 @@ class EndpointSettings:
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "EndpointSettings":
         """The settings, or one SettingsError naming every bad or missing one."""
         read = Reading(environ)
-        values = {setting.name: read(setting) for setting in SETTINGS}
+        internal = exposure.is_internal(read)
+        values = {
+            setting.name: read(exposure.allowlist_setting(setting, internal, _internal_allowlist))
+            if setting is ALLOWED_IP_RANGES
+            else read(setting)
+            for setting in SETTINGS
+        }
         _check_together(read, values)
+        exposure.check(read, values)
         read.done()
         project_id, region = values["PROJECT_ID"], values["REGION"]
         return cls(
@@ -192,18 +219,34 @@ class EndpointSettings:
             canary_model_uri=values["CANARY_MODEL_URI"],
             canary_percent=values["CANARY_PERCENT"],
             prediction_log_rate=values["PREDICTION_LOG_RATE"],
+            exposure=values["EXPOSURE"],
+            network=values["NETWORK"],
+            subnet=values["SUBNET"],
+            proxy_subnet_cidr=str(cidr) if (cidr := values["PROXY_SUBNET_CIDR"]) else None,
+            global_access=values["GLOBAL_ACCESS"],
         )
 
     def warnings(self) -> list[str]:
         """What a user should know about settings that are allowed but may not be what they meant."""
         found = []
-        if self.domain is None:
+        if self.domain is None and self.internal:
+            found.append(
+                "DOMAIN is unset: the internal load balancer answers over plain HTTP, so allowed "
+                "clients send their requests and get their answers in clear across the VPC and "
+                "any VPN or Interconnect joined to it. Set DOMAIN=api.example.com (a name in a "
+                "public zone you own, for the certificate's DNS authorization) for HTTPS."
+            )
+        elif self.domain is None:
             found.append(
                 "DOMAIN is unset: the load balancer answers over plain HTTP, so allowed clients "
                 "send their requests and get their answers in clear over the internet. Set "
                 "DOMAIN=api.example.com (a name you can point at the load balancer) for HTTPS "
                 "with a Google-managed certificate; port 80 then redirects to it."
             )
+        if self.internal:
+            public = public_range_warning(self.allowed_ranges)
+            if public:
+                found.append(public)
         tag = tag_warning(self.image)
         if tag:
             found.append(tag)
