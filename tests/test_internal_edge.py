@@ -206,3 +206,24 @@ def test_outputs_give_the_internal_address_and_url(plain, full):
     assert plain.json["output"]["endpoint_url"]["value"] == f"http://{plain.address('google_compute_address', 'address')}/inference/"
     assert full.json["output"]["endpoint_url"]["value"] == f"https://{HTTPS['DOMAIN']}/inference/"
     assert json.dumps(plain.json["output"]).count("security_policy_name") == 1
+
+
+@pytest.mark.parametrize(
+    "env, extra",
+    [
+        ({}, set()),
+        ({"DOMAIN": "api.example.com"}, set()),
+        ({"EXPOSURE": "internal"}, set()),
+        ({"EXPOSURE": "internal", "DOMAIN": "api.internal.example.com"}, {"certificatemanager.googleapis.com", "dns.googleapis.com"}),
+    ],
+)
+def test_the_bootstrap_enables_certificate_manager_and_cloud_dns_only_for_an_internal_domain(env, extra):
+    from cdktn import App, Testing
+
+    from secure_endpoint.bootstrap import APIS, BootstrapStack
+    from secure_endpoint.bootstrap_settings import BOOTSTRAP_STACK, BootstrapSettings
+
+    settings = BootstrapSettings.from_env({"PROJECT_ID": "p", "MODEL_BUCKET": "p-models", **env})
+    stack = json.loads(Testing.synth(BootstrapStack(App(), BOOTSTRAP_STACK, settings=settings)))
+    services = {s["service"] for s in stack["resource"]["google_project_service"].values()}
+    assert services == set(APIS) | extra

@@ -54,3 +54,15 @@ def plan_internal_rules(settings) -> list[Rule]:
 def ingress(settings) -> str | None:
     """The Cloud Run ingress this mode needs; None: the public mode's own."""
     return INGRESS if settings.internal else None
+
+
+# What the bootstrap enables beside its own APIs, only for what EXPOSURE=internal with DOMAIN builds.
+DOMAIN_APIS = {
+    "certificatemanager.googleapis.com": "the internal load balancer's regional certificate",
+    "dns.googleapis.com": "the private zone that names the internal load balancer inside the VPC",
+}
+
+
+def extra_apis(exposure: str, domain: str | None) -> dict[str, str]:
+    """API -> why, for what this mode needs past the public stack's APIs."""
+    return dict(DOMAIN_APIS) if exposure == "internal" and domain else {}
