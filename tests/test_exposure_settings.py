@@ -1,8 +1,8 @@
 """EXPOSURE=internal and its settings: what each needs, refused together in one run, by name."""
 
 import pytest
-
 from secure_endpoint.settings import EndpointSettings, SettingsError
+
 from tests.infra import BASE_ENV
 
 INTERNAL = {
@@ -37,7 +37,10 @@ def test_internal_settings_are_read():
 @pytest.mark.parametrize(
     "network, subnet",
     [
-        ("projects/host-project/global/networks/shared", "projects/host-project/regions/asia-northeast1/subnetworks/ilb"),
+        (
+            "projects/host-project/global/networks/shared",
+            "projects/host-project/regions/asia-northeast1/subnetworks/ilb",
+        ),
         (
             "https://www.googleapis.com/compute/v1/projects/host-project/global/networks/shared",
             "https://www.googleapis.com/compute/v1/projects/host-project/regions/asia-northeast1/subnetworks/ilb",
@@ -45,15 +48,25 @@ def test_internal_settings_are_read():
     ],
 )
 def test_network_and_subnet_may_be_self_links(network, subnet):
-    settings = EndpointSettings.from_env({**BASE_ENV, **INTERNAL, "NETWORK": network, "SUBNET": subnet})
+    settings = EndpointSettings.from_env(
+        {**BASE_ENV, **INTERNAL, "NETWORK": network, "SUBNET": subnet}
+    )
     assert (settings.network, settings.subnet) == (network, subnet)
 
 
 def test_every_internal_problem_is_named_in_one_run():
     lines = refused(
-        EXPOSURE="internal", ALLOWED_IP_RANGES="10.0.0.0/24", IPV6="true", PROXY_SUBNET_CIDR="10.129.0.0/27"
+        EXPOSURE="internal",
+        ALLOWED_IP_RANGES="10.0.0.0/24",
+        IPV6="true",
+        PROXY_SUBNET_CIDR="10.129.0.0/27",
     )
-    assert sorted(line.split(":")[0] for line in lines) == ["IPV6", "NETWORK", "PROXY_SUBNET_CIDR", "SUBNET"]
+    assert sorted(line.split(":")[0] for line in lines) == [
+        "IPV6",
+        "NETWORK",
+        "PROXY_SUBNET_CIDR",
+        "SUBNET",
+    ]
     (ipv6,) = [line for line in lines if line.startswith("IPV6:")]
     assert "EXPOSURE=internal" in ipv6 and "IPv4 only" in ipv6
     (proxy,) = [line for line in lines if line.startswith("PROXY_SUBNET_CIDR:")]
@@ -67,7 +80,11 @@ def test_every_internal_problem_is_named_in_one_run():
         ("NETWORK", "Inference_VPC", "expected a VPC network's name"),
         ("NETWORK", "vpc${var.network}", "expected a VPC network's name"),
         ("SUBNET", "projects/p/global/networks/vpc", "expected a subnet's name"),
-        ("SUBNET", "projects/p/regions/europe-west1/subnetworks/ilb", "expected a subnet in REGION asia-northeast1, got one in europe-west1"),
+        (
+            "SUBNET",
+            "projects/p/regions/europe-west1/subnetworks/ilb",
+            "expected a subnet in REGION asia-northeast1, got one in europe-west1",
+        ),
         ("PROXY_SUBNET_CIDR", "10.129.0.1/23", "expected an IPv4 range"),
         ("PROXY_SUBNET_CIDR", "169.254.0.0/23", "overlapping 169.254.0.0/16 (Link Local)"),
         ("PROXY_SUBNET_CIDR", "fd00::/64", "expected an IPv4 range"),
@@ -83,7 +100,15 @@ def test_bad_internal_settings_are_refused_by_name(name, value, words):
     assert [line for line in lines if line.startswith(f"{name}: ") and words in line], lines
 
 
-@pytest.mark.parametrize("name, value", [("NETWORK", "vpc"), ("SUBNET", "ilb"), ("PROXY_SUBNET_CIDR", "10.129.0.0/23"), ("GLOBAL_ACCESS", "true")])
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("NETWORK", "vpc"),
+        ("SUBNET", "ilb"),
+        ("PROXY_SUBNET_CIDR", "10.129.0.0/23"),
+        ("GLOBAL_ACCESS", "true"),
+    ],
+)
 def test_internal_settings_are_refused_in_public_mode(name, value):
     # A VPC named without EXPOSURE=internal would otherwise build a public load balancer.
     (line,) = refused(**{name: value})
@@ -96,7 +121,9 @@ def test_a_private_range_is_still_refused_in_public_mode():
 
 
 def test_a_public_range_in_internal_mode_passes_with_a_warning_saying_why_unusual():
-    settings = EndpointSettings.from_env({**BASE_ENV, **INTERNAL, "ALLOWED_IP_RANGES": "10.0.0.0/24, 8.8.8.0/24"})
+    settings = EndpointSettings.from_env(
+        {**BASE_ENV, **INTERNAL, "ALLOWED_IP_RANGES": "10.0.0.0/24, 8.8.8.0/24"}
+    )
     (warning,) = [w for w in settings.warnings() if w.startswith("ALLOWED_IP_RANGES")]
     assert "8.8.8.0/24 is a public range" in warning and "privately used public range" in warning
     quiet = EndpointSettings.from_env({**BASE_ENV, **INTERNAL})

@@ -4,7 +4,6 @@ One test per class of range Google lets a subnet use, and per class that stays r
 """
 
 import pytest
-
 from secure_endpoint.allowlist import AllowlistError, parse_allowlist
 from secure_endpoint.vpc_ranges import privately_used_public
 
@@ -53,8 +52,14 @@ def test_folding_and_host_bits_work_as_in_public_mode():
         pytest.param("0.0.0.0/0", "which lets everyone in", id="everyone"),
         pytest.param("10.0.0.0/7", "no wider than /8", id="wider-than-a-slash-8"),
         pytest.param("240.0.0.0/7", "no wider than /8", id="class-e-wider-than-a-slash-8"),
-        pytest.param("10.0.0.0/8, 11.0.0.0/8", "no wider than /8 once folded", id="folds-past-the-width-cap"),
-        pytest.param("10.0.0.0/8, 172.16.0.0/12", "at most 16,777,216 IPv4 addresses", id="past-the-union-cap"),
+        pytest.param(
+            "10.0.0.0/8, 11.0.0.0/8", "no wider than /8 once folded", id="folds-past-the-width-cap"
+        ),
+        pytest.param(
+            "10.0.0.0/8, 172.16.0.0/12",
+            "at most 16,777,216 IPv4 addresses",
+            id="past-the-union-cap",
+        ),
         pytest.param("fd00::/64", "expected IPv4 addresses with EXPOSURE=internal", id="ipv6"),
     ],
 )

@@ -4,7 +4,6 @@ regional Cloud Armor policy on every backend, the canary carried over, and no pu
 import json
 
 import pytest
-
 from secure_endpoint.armor import DEFAULT_RULE_PRIORITY, check_policy, decide, rules_from_terraform
 from secure_endpoint.internal_edge import POLICY_ATTACHED
 from secure_endpoint.internal_plan import INGRESS, POLICY_NAME
@@ -54,20 +53,25 @@ def test_no_public_resource_is_synthesized(request, shape):
 @pytest.mark.parametrize("shape", ["plain", "full"])
 def test_every_service_takes_internal_traffic_only_and_closes_its_run_app_url(request, shape):
     services = request.getfixturevalue(shape).resources("google_cloud_run_v2_service").values()
-    assert [(s["ingress"], s["default_uri_disabled"], s["invoker_iam_disabled"]) for s in services] == [
-        (INGRESS, True, True)
-    ] * len(services)
+    assert [
+        (s["ingress"], s["default_uri_disabled"], s["invoker_iam_disabled"]) for s in services
+    ] == [(INGRESS, True, True)] * len(services)
 
 
 @pytest.mark.parametrize("shape", ["plain", "full"])
 def test_every_backend_is_regional_internal_on_its_neg_with_the_one_policy_and_logs(request, shape):
     stack = request.getfixturevalue(shape)
     (policy_name,) = stack.resources(POLICY)
-    negs = {ref("google_compute_region_network_endpoint_group", name, "id") for name in stack.resources("google_compute_region_network_endpoint_group")}
+    negs = {
+        ref("google_compute_region_network_endpoint_group", name, "id")
+        for name in stack.resources("google_compute_region_network_endpoint_group")
+    }
     backends = stack.resources(BACKEND)
     assert len(backends) == len(negs)
     for backend in backends.values():
-        assert backend["load_balancing_scheme"] == "INTERNAL_MANAGED" and backend["protocol"] == "HTTP"
+        assert (
+            backend["load_balancing_scheme"] == "INTERNAL_MANAGED" and backend["protocol"] == "HTTP"
+        )
         assert backend["security_policy"] == ref(POLICY, policy_name, "self_link")
         assert backend["log_config"] == {"enable": True, "sample_rate": 1}
         (entry,) = backend["backend"]
@@ -81,7 +85,10 @@ def test_every_backend_is_regional_internal_on_its_neg_with_the_one_policy_and_l
 
 def test_the_beta_provider_is_pinned_to_the_ga_providers_version_and_configured_alike(plain):
     providers = plain.json["terraform"]["required_providers"]
-    assert providers["google-beta"] == {"source": "hashicorp/google-beta", "version": providers["google"]["version"]}
+    assert providers["google-beta"] == {
+        "source": "hashicorp/google-beta",
+        "version": providers["google"]["version"],
+    }
     assert plain.json["provider"]["google-beta"] == plain.json["provider"]["google"]
     # Nothing but the regional backend services uses it.
     users = [
@@ -110,7 +117,9 @@ def test_the_regional_policy_allows_the_list_and_explicitly_denies_everyone_else
 def test_allow_rules_hold_at_most_ten_ranges(synth):
     ranges = ", ".join(f"10.20.{i}.0/24" for i in range(0, 46, 2))
     stack = synth(**{**INTERNAL, "ALLOWED_IP_RANGES": ranges})
-    sizes = [len(r.src_ip_ranges) for r in rules_from_terraform(stack.one(POLICY)) if r.action == "allow"]
+    sizes = [
+        len(r.src_ip_ranges) for r in rules_from_terraform(stack.one(POLICY)) if r.action == "allow"
+    ]
     assert sizes == [10, 10, 3]
 
 
@@ -135,7 +144,11 @@ def test_global_access_is_off_unless_asked(plain):
 def test_the_proxy_only_subnet_is_made_when_asked_and_the_rules_wait_for_it(plain, full):
     assert plain.resources("google_compute_subnetwork") == {}
     (name, subnet) = next(iter(full.resources("google_compute_subnetwork").items()))
-    assert (subnet["purpose"], subnet["role"], subnet["ip_cidr_range"]) == ("REGIONAL_MANAGED_PROXY", "ACTIVE", "10.129.0.0/23")
+    assert (subnet["purpose"], subnet["role"], subnet["ip_cidr_range"]) == (
+        "REGIONAL_MANAGED_PROXY",
+        "ACTIVE",
+        "10.129.0.0/23",
+    )
     for rule in full.resources(RULE).values():
         assert rule["depends_on"] == [f"google_compute_subnetwork.{name}"]
 
@@ -162,19 +175,28 @@ def test_without_a_domain_port_80_serves_through_the_url_map(plain):
 def test_with_a_domain_https_has_a_dns_authorized_regional_certificate_and_port_80_redirects(full):
     (https,) = full.resources("google_compute_region_target_https_proxy").values()
     (cert_name, cert) = next(iter(full.resources("google_certificate_manager_certificate").items()))
-    (auth_name, auth) = next(iter(full.resources("google_certificate_manager_dns_authorization").items()))
-    assert https["certificate_manager_certificates"] == [ref("google_certificate_manager_certificate", cert_name, "id")]
+    (auth_name, auth) = next(
+        iter(full.resources("google_certificate_manager_dns_authorization").items())
+    )
+    assert https["certificate_manager_certificates"] == [
+        ref("google_certificate_manager_certificate", cert_name, "id")
+    ]
     assert cert["location"] == auth["location"] == "asia-northeast1"
     assert cert["managed"] == {
         "domains": [HTTPS["DOMAIN"]],
-        "dns_authorizations": [ref("google_certificate_manager_dns_authorization", auth_name, "id")],
+        "dns_authorizations": [
+            ref("google_certificate_manager_dns_authorization", auth_name, "id")
+        ],
     }
     assert (auth["domain"], auth["type"]) == (HTTPS["DOMAIN"], "PER_PROJECT_RECORD")
     ssl = full.one("google_compute_region_ssl_policy")
     assert (ssl["profile"], ssl["min_tls_version"]) == ("MODERN", "TLS_1_2")
     (http,) = full.resources("google_compute_region_target_http_proxy").values()
     redirect = [m for m in full.resources(URL_MAP).values() if "default_url_redirect" in m]
-    assert len(redirect) == 1 and redirect[0]["default_url_redirect"]["redirect_response_code"] == "PERMANENT_REDIRECT"
+    assert (
+        len(redirect) == 1
+        and redirect[0]["default_url_redirect"]["redirect_response_code"] == "PERMANENT_REDIRECT"
+    )
     assert http["url_map"].endswith(".id}") and "redirect" in http["url_map"]
     assert "dns_authorization_record" in full.json["output"]
 
@@ -185,7 +207,10 @@ def test_with_a_domain_a_private_zone_on_the_network_answers_with_the_internal_a
     (network,) = zone["private_visibility_config"]["networks"]
     assert network["network_url"].startswith("${data.google_compute_network.")
     record = full.one("google_dns_record_set")
-    assert (record["type"], record["rrdatas"]) == ("A", [full.address("google_compute_address", "address")])
+    assert (record["type"], record["rrdatas"]) == (
+        "A",
+        [full.address("google_compute_address", "address")],
+    )
     assert record["managed_zone"] == ref("google_dns_managed_zone", zone_name, "name")
 
 
@@ -194,16 +219,26 @@ def test_the_canary_split_and_header_route_carry_over(full):
     backends = full.resources(BACKEND)
     by_name = {body["name"]: ref(BACKEND, key, "id") for key, body in backends.items()}
     (matcher,) = serving["path_matcher"]
-    weights = {w["backend_service"]: w["weight"] for w in matcher["default_route_action"]["weighted_backend_services"]}
+    weights = {
+        w["backend_service"]: w["weight"]
+        for w in matcher["default_route_action"]["weighted_backend_services"]
+    }
     assert weights == {by_name["inference-backend"]: 90, by_name["inference-canary-backend"]: 10}
     (route,) = matcher["route_rules"]
     assert route["service"] == by_name["inference-canary-backend"]
-    assert route["match_rules"][0]["header_matches"] == [{"header_name": CANARY_HEADER, "exact_match": CANARY_HEADER_VALUE}]
+    assert route["match_rules"][0]["header_matches"] == [
+        {"header_name": CANARY_HEADER, "exact_match": CANARY_HEADER_VALUE}
+    ]
 
 
 def test_outputs_give_the_internal_address_and_url(plain, full):
-    assert plain.json["output"]["load_balancer_ip"]["value"] == plain.address("google_compute_address", "address")
-    assert plain.json["output"]["endpoint_url"]["value"] == f"http://{plain.address('google_compute_address', 'address')}/inference/"
+    assert plain.json["output"]["load_balancer_ip"]["value"] == plain.address(
+        "google_compute_address", "address"
+    )
+    assert (
+        plain.json["output"]["endpoint_url"]["value"]
+        == f"http://{plain.address('google_compute_address', 'address')}/inference/"
+    )
     assert full.json["output"]["endpoint_url"]["value"] == f"https://{HTTPS['DOMAIN']}/inference/"
     assert json.dumps(plain.json["output"]).count("security_policy_name") == 1
 
@@ -214,12 +249,16 @@ def test_outputs_give_the_internal_address_and_url(plain, full):
         ({}, set()),
         ({"DOMAIN": "api.example.com"}, set()),
         ({"EXPOSURE": "internal"}, set()),
-        ({"EXPOSURE": "internal", "DOMAIN": "api.internal.example.com"}, {"certificatemanager.googleapis.com", "dns.googleapis.com"}),
+        (
+            {"EXPOSURE": "internal", "DOMAIN": "api.internal.example.com"},
+            {"certificatemanager.googleapis.com", "dns.googleapis.com"},
+        ),
     ],
 )
-def test_the_bootstrap_enables_certificate_manager_and_cloud_dns_only_for_an_internal_domain(env, extra):
+def test_the_bootstrap_enables_certificate_manager_and_cloud_dns_only_for_an_internal_domain(
+    env, extra
+):
     from cdktn import App, Testing
-
     from secure_endpoint.bootstrap import APIS, BootstrapStack
     from secure_endpoint.bootstrap_settings import BOOTSTRAP_STACK, BootstrapSettings
 

@@ -2,11 +2,11 @@
 
 import json
 
-import pytest
-
 import ops
+import pytest
 from secure_endpoint.settings import EndpointSettings
 from secure_endpoint.synthesized import record_settings, stack_file
+
 from tests.infra import BASE_ENV
 from tests.test_internal_edge import INTERNAL
 
@@ -34,4 +34,7 @@ def test_check_ip_reads_the_regional_policys_rules(internal_out, capsys):
 
 def test_check_ip_denies_a_vpc_address_outside_the_list(internal_out, capsys):
     assert ops.main(["--out", str(internal_out), "check-ip", "10.10.1.7"]) == 1
-    assert "10.10.1.7  deny(403)  rule 2147483647 (default: deny everyone else)" in capsys.readouterr().out
+    assert (
+        "10.10.1.7  deny(403)  rule 2147483647 (default: deny everyone else)"
+        in capsys.readouterr().out
+    )

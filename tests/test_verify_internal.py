@@ -2,15 +2,15 @@
 google-cloud-run clients (REST) against a local server answering with JSON of the APIs' shape,
 one test per way the door could open."""
 
+import ops
 import pytest
 from google.auth.credentials import AnonymousCredentials
-
-import ops
 from secure_endpoint import internal_plan as names
 from secure_endpoint.armor import DEFAULT_RULE_PRIORITY, Rule
 from secure_endpoint.live_internal import InternalLive
 from secure_endpoint.plan import CANARY, STABLE, Arm
 from secure_endpoint.settings import EndpointSettings
+
 from tests.infra import BASE_ENV
 from tests.test_internal_edge import CANARY as CANARY_ENV
 from tests.test_internal_edge import INTERNAL
@@ -67,37 +67,56 @@ def live(httpserver):
         arms = [Arm(STABLE, "", 0)] + ([Arm(CANARY, "", 0)] if settings.canary_model_uri else [])
         rules = names.plan_internal_rules(settings) if rules is None else rules
         if policy_status == 200:
-            httpserver.expect_request(f"{REGIONAL}/securityPolicies/{names.POLICY_NAME}").respond_with_json(policy_json(rules))
+            httpserver.expect_request(
+                f"{REGIONAL}/securityPolicies/{names.POLICY_NAME}"
+            ).respond_with_json(policy_json(rules))
         else:
-            httpserver.expect_request(f"{REGIONAL}/securityPolicies/{names.POLICY_NAME}").respond_with_json(
-                error_json(policy_status), status=policy_status
-            )
+            httpserver.expect_request(
+                f"{REGIONAL}/securityPolicies/{names.POLICY_NAME}"
+            ).respond_with_json(error_json(policy_status), status=policy_status)
         backends = backends or {arm.backend_name: backend_json(arm) for arm in arms}
         for name, body in backends.items():
             httpserver.expect_request(f"{REGIONAL}/backendServices/{name}").respond_with_json(body)
         regional = [*backends.values(), *[b for b in other_backends if "region" in b]]
         httpserver.expect_request(f"{PROJECT}/aggregated/backendServices").respond_with_json(
-            {"kind": "compute#backendServiceAggregatedList",
-             "items": {"global": {"backendServices": [b for b in other_backends if "region" not in b]},
-                       f"regions/{REGION}": {"backendServices": regional}}}  # fmt: skip
+            {
+                "kind": "compute#backendServiceAggregatedList",
+                "items": {
+                    "global": {"backendServices": [b for b in other_backends if "region" not in b]},
+                    f"regions/{REGION}": {"backendServices": regional},
+                },
+            }
         )
-        negs = [neg_link_json(arm.neg_name(REGION), arm.service_name) for arm in arms] + list(other_negs)
+        negs = [neg_link_json(arm.neg_name(REGION), arm.service_name) for arm in arms] + list(
+            other_negs
+        )
         httpserver.expect_request(f"{PROJECT}/aggregated/networkEndpointGroups").respond_with_json(
-            {"kind": "compute#networkEndpointGroupAggregatedList", "items": {f"regions/{REGION}": {"networkEndpointGroups": negs}}}
+            {
+                "kind": "compute#networkEndpointGroupAggregatedList",
+                "items": {f"regions/{REGION}": {"networkEndpointGroups": negs}},
+            }
         )
         httpserver.expect_request(f"{REGIONAL}/addresses/{names.ADDRESS_NAME}").respond_with_json(
             {"kind": "compute#address", "name": names.ADDRESS_NAME, "address": ILB_IP}
         )
         if forwarding_rules is None:
-            forwarding_rules = [forwarding_rule_json("http", 80)] + ([forwarding_rule_json("https", 443)] if settings.domain else [])
+            forwarding_rules = [forwarding_rule_json("http", 80)] + (
+                [forwarding_rule_json("https", 443)] if settings.domain else []
+            )
         httpserver.expect_request(f"{REGIONAL}/forwardingRules").respond_with_json(
             {"kind": "compute#forwardingRuleList", "items": forwarding_rules}
         )
         for arm in arms:
-            body = (services or {}).get(arm.service_name) or service_json(name=arm.service_name, **INTERNAL_SERVICE)
-            httpserver.expect_request(f"/v2/projects/p/locations/{REGION}/services/{arm.service_name}").respond_with_json(body)
+            body = (services or {}).get(arm.service_name) or service_json(
+                name=arm.service_name, **INTERNAL_SERVICE
+            )
+            httpserver.expect_request(
+                f"/v2/projects/p/locations/{REGION}/services/{arm.service_name}"
+            ).respond_with_json(body)
         endpoint = httpserver.url_for("").rstrip("/")
-        return lambda project: InternalLive(project, credentials=AnonymousCredentials(), api_endpoint=endpoint)
+        return lambda project: InternalLive(
+            project, credentials=AnonymousCredentials(), api_endpoint=endpoint
+        )
 
     return serve
 
@@ -110,7 +129,11 @@ def drift_lines(capsys) -> list[str]:
     return [line for line in capsys.readouterr().out.splitlines() if line.startswith("  - ")]
 
 
-@pytest.mark.parametrize("extra", [{}, {"DOMAIN": "api.internal.example.com"}, CANARY_ENV], ids=["http", "https", "canary"])
+@pytest.mark.parametrize(
+    "extra",
+    [{}, {"DOMAIN": "api.internal.example.com"}, CANARY_ENV],
+    ids=["http", "https", "canary"],
+)
 def test_verify_in_sync_exits_0(internal_env, live, capsys, extra):
     factory = live(internal_env(**extra))
     assert verify(factory) == 0
@@ -119,15 +142,23 @@ def test_verify_in_sync_exits_0(internal_env, live, capsys, extra):
 
 def test_a_backend_created_without_the_policy_is_reported_loudly(internal_env, live, capsys):
     settings = internal_env()
-    factory = live(settings, backends={"inference-backend": backend_json(Arm(STABLE, "", 0), policy=None)})
+    factory = live(
+        settings, backends={"inference-backend": backend_json(Arm(STABLE, "", 0), policy=None)}
+    )
     assert verify(factory) == 1
     (line,) = drift_lines(capsys)
-    assert "inference-backend has NO security policy" in line and "without this Cloud Armor policy" in line
+    assert (
+        "inference-backend has NO security policy" in line
+        and "without this Cloud Armor policy" in line
+    )
 
 
 def test_a_backend_carrying_another_policy_is_reported(internal_env, live, capsys):
     other = f"{REGION_LINK}/securityPolicies/allow-all"
-    factory = live(internal_env(), backends={"inference-backend": backend_json(Arm(STABLE, "", 0), policy=other)})
+    factory = live(
+        internal_env(),
+        backends={"inference-backend": backend_json(Arm(STABLE, "", 0), policy=other)},
+    )
     assert verify(factory) == 1
     assert [line for line in drift_lines(capsys) if "has " + other in line]
 
@@ -150,7 +181,9 @@ def test_a_default_rule_that_does_not_deny_is_reported(internal_env, live, capsy
 
 def test_an_allow_rule_added_by_hand_is_reported(internal_env, live, capsys):
     settings = internal_env()
-    rules = names.plan_internal_rules(settings) + [Rule(1500, "allow", "by hand", ("10.99.0.0/16",))]
+    rules = names.plan_internal_rules(settings) + [
+        Rule(1500, "allow", "by hand", ("10.99.0.0/16",))
+    ]
     assert verify(live(settings, rules=rules)) == 1
     (line,) = drift_lines(capsys)
     assert "has rule 1500 (allow 10.99.0.0/16)" in line
@@ -180,8 +213,16 @@ def test_another_neg_of_the_service_with_its_own_backend_is_reported(internal_en
                 "backends": [{"group": neg["selfLink"]}]}  # fmt: skip
     assert verify(live(internal_env(), other_negs=[neg], other_backends=[regional])) == 1
     lines = drift_lines(capsys)
-    assert [line for line in lines if "hand-made-neg also points at the Cloud Run service inference" in line]
-    assert [line for line in lines if "regional backend service side-door (EXTERNAL_MANAGED) reaches" in line]
+    assert [
+        line
+        for line in lines
+        if "hand-made-neg also points at the Cloud Run service inference" in line
+    ]
+    assert [
+        line
+        for line in lines
+        if "regional backend service side-door (EXTERNAL_MANAGED) reaches" in line
+    ]
 
 
 def test_a_neg_of_another_service_is_not_drift(internal_env, live, capsys):
@@ -192,31 +233,52 @@ def test_a_neg_of_another_service_is_not_drift(internal_env, live, capsys):
 @pytest.mark.parametrize(
     "service, words",
     [
-        (service_json(ingress="INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"), "ingress INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER; expected INGRESS_TRAFFIC_INTERNAL_ONLY"),
+        (
+            service_json(ingress="INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"),
+            "ingress INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER; expected INGRESS_TRAFFIC_INTERNAL_ONLY",
+        ),
         (service_json(ingress="INGRESS_TRAFFIC_ALL"), "ingress INGRESS_TRAFFIC_ALL"),
-        (service_json(default_uri_disabled=False, **INTERNAL_SERVICE), "answers on its run.app URL"),
+        (
+            service_json(default_uri_disabled=False, **INTERNAL_SERVICE),
+            "answers on its run.app URL",
+        ),
     ],
     ids=["external-load-balancers", "all", "run-app-url"],
 )
-def test_each_way_around_the_internal_load_balancer_is_reported(internal_env, live, capsys, service, words):
+def test_each_way_around_the_internal_load_balancer_is_reported(
+    internal_env, live, capsys, service, words
+):
     assert verify(live(internal_env(), services={"inference": service})) == 1
     assert [line for line in drift_lines(capsys) if words in line]
 
 
 def test_a_forwarding_rule_of_the_code_made_external_is_reported(internal_env, live, capsys):
-    factory = live(internal_env(), forwarding_rules=[forwarding_rule_json("http", 80, lb_scheme="EXTERNAL_MANAGED", ip="203.0.113.9")])
+    factory = live(
+        internal_env(),
+        forwarding_rules=[
+            forwarding_rule_json("http", 80, lb_scheme="EXTERNAL_MANAGED", ip="203.0.113.9")
+        ],
+    )
     assert verify(factory) == 1
     (line,) = drift_lines(capsys)
-    assert "inference-ilb-http is EXTERNAL_MANAGED on 203.0.113.9; expected INTERNAL_MANAGED on 10.10.0.50" in line
+    assert (
+        "inference-ilb-http is EXTERNAL_MANAGED on 203.0.113.9; expected INTERNAL_MANAGED on 10.10.0.50"
+        in line
+    )
 
 
 def test_a_missing_regional_policy_is_one_line_and_exit_2(internal_env, live, capsys):
     assert verify(live(internal_env(), policy_status=404)) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "regional security policy inference-ilb-policy does not exist" in err
+    assert (
+        err.count("\n") == 1
+        and "regional security policy inference-ilb-policy does not exist" in err
+    )
 
 
-def test_endpoint_prints_the_internal_address_name_and_a_curl_from_inside(internal_env, live, capsys):
+def test_endpoint_prints_the_internal_address_name_and_a_curl_from_inside(
+    internal_env, live, capsys
+):
     factory = live(internal_env(DOMAIN="api.internal.example.com"))
     assert ops.main(["endpoint"], internal_factory=factory) == 0
     out = capsys.readouterr().out

@@ -10,7 +10,7 @@ from dataclasses import replace
 
 from secure_endpoint.declared import Reading, Setting, boolean
 from secure_endpoint.grammar import Invalid, refuse_placeholder
-from secure_endpoint.vpc_ranges import VPC_RANGES, never_a_client
+from secure_endpoint.vpc_ranges import never_a_client
 
 PUBLIC, INTERNAL = "public", "internal"
 # Google's smallest proxy-only subnet is a /26 (64 addresses); /23 is its recommendation, since
@@ -21,7 +21,9 @@ SUBNET_WIDEST = 8
 _NAME = r"[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?"
 _PROJECT = r"(?:[a-z](?:[-a-z0-9.:]{0,61}[a-z0-9])?)"
 _API = r"(?:https://www\.googleapis\.com/compute/(?:v1|beta)/)?"
-_NETWORK = re.compile(rf"(?P<name>{_NAME})|{_API}projects/{_PROJECT}/global/networks/(?P<linked>{_NAME})")
+_NETWORK = re.compile(
+    rf"(?P<name>{_NAME})|{_API}projects/{_PROJECT}/global/networks/(?P<linked>{_NAME})"
+)
 _SUBNET = re.compile(
     rf"(?P<name>{_NAME})|{_API}projects/{_PROJECT}/regions/(?P<region>[a-z]+-[a-z]+[0-9]+)"
     rf"/subnetworks/(?P<linked>{_NAME})"

@@ -1,12 +1,21 @@
 """The private edge (EXPOSURE=internal): a regional internal Application Load Balancer in a VPC,
 guarded by a regional Cloud Armor policy with the same allowlist."""
 
-from cdktn import Fn, Postcondition, TerraformOutput, TerraformProvider, TerraformProviderGeneratorMetadata, TerraformResourceLifecycle
+from cdktn import (
+    Fn,
+    Postcondition,
+    TerraformOutput,
+    TerraformProvider,
+    TerraformProviderGeneratorMetadata,
+    TerraformResourceLifecycle,
+)
 from cdktn_provider_google.certificate_manager_certificate import (
     CertificateManagerCertificate,
     CertificateManagerCertificateManaged,
 )
-from cdktn_provider_google.certificate_manager_dns_authorization import CertificateManagerDnsAuthorization
+from cdktn_provider_google.certificate_manager_dns_authorization import (
+    CertificateManagerDnsAuthorization,
+)
 from cdktn_provider_google.compute_address import ComputeAddress
 from cdktn_provider_google.compute_forwarding_rule import ComputeForwardingRule
 from cdktn_provider_google.compute_region_backend_service import (
@@ -43,7 +52,11 @@ from cdktn_provider_google.compute_region_url_map import (
 from cdktn_provider_google.compute_subnetwork import ComputeSubnetwork
 from cdktn_provider_google.data_google_compute_network import DataGoogleComputeNetwork
 from cdktn_provider_google.data_google_compute_subnetwork import DataGoogleComputeSubnetwork
-from cdktn_provider_google.dns_managed_zone import DnsManagedZone, DnsManagedZonePrivateVisibilityConfig, DnsManagedZonePrivateVisibilityConfigNetworks
+from cdktn_provider_google.dns_managed_zone import (
+    DnsManagedZone,
+    DnsManagedZonePrivateVisibilityConfig,
+    DnsManagedZonePrivateVisibilityConfigNetworks,
+)
 from cdktn_provider_google.dns_record_set import DnsRecordSet
 from cdktn_provider_google.provider import GoogleProvider
 from constructs import Construct
@@ -142,23 +155,34 @@ class InternalEdge(Construct):
         super().__init__(scope, id)
         region = settings.region
         self.address_v6 = None  # IPv4 only (IPV6 is refused with EXPOSURE=internal)
-        self.beta = GoogleBetaProvider(self, "google-beta", ga=ga, project=settings.project_id, region=region)
+        self.beta = GoogleBetaProvider(
+            self, "google-beta", ga=ga, project=settings.project_id, region=region
+        )
 
         # Looked up at plan: a NETWORK or SUBNET that does not exist fails the plan, naming it.
         network_project, network_name = _project_and_name(settings.network, settings.project_id)
-        self.network = DataGoogleComputeNetwork(self, "network", name=network_name, project=network_project)
+        self.network = DataGoogleComputeNetwork(
+            self, "network", name=network_name, project=network_project
+        )
         if subnet_region(settings.subnet):
             self.subnet = DataGoogleComputeSubnetwork(self, "subnet", self_link=settings.subnet)
         else:
-            self.subnet = DataGoogleComputeSubnetwork(self, "subnet", name=settings.subnet, region=region)
+            self.subnet = DataGoogleComputeSubnetwork(
+                self, "subnet", name=settings.subnet, region=region
+            )
 
         self.proxy_subnet = (
             ComputeSubnetwork(
-                self, "proxy-subnet", name=names.proxy_subnet_name(region), region=region,
-                network=self.network.self_link, ip_cidr_range=settings.proxy_subnet_cidr,
-                purpose="REGIONAL_MANAGED_PROXY", role="ACTIVE",
+                self,
+                "proxy-subnet",
+                name=names.proxy_subnet_name(region),
+                region=region,
+                network=self.network.self_link,
+                ip_cidr_range=settings.proxy_subnet_cidr,
+                purpose="REGIONAL_MANAGED_PROXY",
+                role="ACTIVE",
                 description="Proxy-only subnet of the region's Envoy-based load balancers",
-            )  # fmt: skip
+            )
             if settings.proxy_subnet_cidr
             else None
         )
@@ -178,7 +202,9 @@ class InternalEdge(Construct):
             type=names.POLICY_TYPE,
             description="Allow ALLOWED_IP_RANGES, deny everyone else with 403",
             rules=[self._rule(rule, settings) for rule in names.plan_internal_rules(settings)],
-            advanced_options_config=ComputeRegionSecurityPolicyAdvancedOptionsConfig(json_parsing="STANDARD"),
+            advanced_options_config=ComputeRegionSecurityPolicyAdvancedOptionsConfig(
+                json_parsing="STANDARD"
+            ),
         )
 
         self.backends = {serving.arm.role: self._backend(serving, region) for serving in servings}
@@ -223,7 +249,9 @@ class InternalEdge(Construct):
                 description="Port 80 redirects to HTTPS",
                 # 308 keeps the method: a POST is redirected as a POST.
                 default_url_redirect=ComputeRegionUrlMapDefaultUrlRedirect(
-                    https_redirect=True, strip_query=False, redirect_response_code="PERMANENT_REDIRECT"
+                    https_redirect=True,
+                    strip_query=False,
+                    redirect_response_code="PERMANENT_REDIRECT",
                 ),
             )
             http_map = self.redirect_map
@@ -283,7 +311,9 @@ class InternalEdge(Construct):
             f"{CANARY_HEADER_VALUE} to the canary",
             default_route_action=ComputeRegionUrlMapDefaultRouteAction(
                 weighted_backend_services=[
-                    ComputeRegionUrlMapDefaultRouteActionWeightedBackendServices(backend_service=b, weight=w)
+                    ComputeRegionUrlMapDefaultRouteActionWeightedBackendServices(
+                        backend_service=b, weight=w
+                    )
                     for b, w in weights
                 ]
             ),
@@ -322,7 +352,9 @@ class InternalEdge(Construct):
         else:
             match = ComputeRegionSecurityPolicyRulesMatch(
                 versioned_expr="SRC_IPS_V1",
-                config=ComputeRegionSecurityPolicyRulesMatchConfig(src_ip_ranges=list(plan.src_ip_ranges)),
+                config=ComputeRegionSecurityPolicyRulesMatchConfig(
+                    src_ip_ranges=list(plan.src_ip_ranges)
+                ),
             )
         rate_limit = None
         if plan.action == "throttle":
@@ -343,7 +375,9 @@ class InternalEdge(Construct):
             preview=plan.preview or None,
         )
 
-    def _forwarding_rule(self, scheme: str, target: str, port: int, settings: EndpointSettings) -> None:
+    def _forwarding_rule(
+        self, scheme: str, target: str, port: int, settings: EndpointSettings
+    ) -> None:
         ComputeForwardingRule(
             self,
             f"{scheme}-forwarding-rule",

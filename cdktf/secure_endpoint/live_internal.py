@@ -30,14 +30,28 @@ class InternalLive(Live):
 
     def internal_address(self, region: str) -> str:
         name = names.ADDRESS_NAME
-        return self._get("internal address", name, self._region_addresses.get, region=region, address=name).address
+        return self._get(
+            "internal address", name, self._region_addresses.get, region=region, address=name
+        ).address
 
     def region_policy(self, region: str):
         name = names.POLICY_NAME
-        return self._get("regional security policy", name, self._region_policies.get, region=region, security_policy=name)
+        return self._get(
+            "regional security policy",
+            name,
+            self._region_policies.get,
+            region=region,
+            security_policy=name,
+        )
 
     def region_backend(self, region: str, name: str):
-        return self._get("regional backend service", name, self._region_backends.get, region=region, backend_service=name)
+        return self._get(
+            "regional backend service",
+            name,
+            self._region_backends.get,
+            region=region,
+            backend_service=name,
+        )
 
     def region_forwarding_rules(self, region: str) -> list:
         return self._call(
@@ -61,11 +75,16 @@ def internal_endpoint_lines(live: InternalLive, settings: EndpointSettings) -> l
     ]
     if settings.domain:
         lines += [
-            f"DNS: {settings.domain} resolves to {address} inside {settings.network} (private zone "
-            f"{names.PRIVATE_ZONE_NAME}); on premises, forward it to Cloud DNS or add the A record",
-            "certificate: add the CNAME record of `terraform output dns_authorization_record` "
-            f"(cdktf.out/stacks/secure-inference) to the public zone of {settings.domain}; the "
-            "certificate is issued once it resolves",
+            (
+                f"DNS: {settings.domain} resolves to {address} inside {settings.network} (private "
+                f"zone {names.PRIVATE_ZONE_NAME}); on premises, forward it to Cloud DNS or add the "
+                "A record"
+            ),
+            (
+                "certificate: add the CNAME record of `terraform output dns_authorization_record` "
+                f"(cdktf.out/stacks/secure-inference) to the public zone of {settings.domain}; the "
+                "certificate is issued once it resolves"
+            ),
         ]
     return lines
 
@@ -90,12 +109,20 @@ def internal_drift(live: InternalLive, settings: EndpointSettings) -> list[str]:
 def _policy_drift(policy, expected: list[Rule]) -> list[str]:
     differences = []
     if policy.type_ != names.POLICY_TYPE:
-        differences.append(f"the regional policy {policy.name} is of type {policy.type_ or 'unset'}; expected {names.POLICY_TYPE}")
+        differences.append(
+            f"the regional policy {policy.name} is of type {policy.type_ or 'unset'}; expected {names.POLICY_TYPE}"
+        )
     actual = live_rules(policy)
     defaults = [rule for rule in actual if rule.priority == DEFAULT_RULE_PRIORITY]
-    if not defaults or defaults[0].action != DENY or defaults[0].src_ip_ranges != ("*",) or defaults[0].preview:
+    if (
+        not defaults
+        or defaults[0].action != DENY
+        or defaults[0].src_ip_ranges != ("*",)
+        or defaults[0].preview
+    ):
         found = (
-            f"{defaults[0].action} on {list(defaults[0].src_ip_ranges)}" + (" in preview" if defaults[0].preview else "")
+            f"{defaults[0].action} on {list(defaults[0].src_ip_ranges)}"
+            + (" in preview" if defaults[0].preview else "")
             if defaults
             else "missing"
         )
@@ -105,14 +132,24 @@ def _policy_drift(policy, expected: list[Rule]) -> list[str]:
         )
     want, have = {_key(r): r for r in expected}, {_key(r): r for r in actual}
     for key in sorted(set(have) - set(want)):
-        differences.append(f"the regional policy has {_describe(have[key])}, which the code does not make")
+        differences.append(
+            f"the regional policy has {_describe(have[key])}, which the code does not make"
+        )
     for key in sorted(set(want) - set(have)):
-        differences.append(f"the regional policy lacks {_describe(want[key])}, which the code makes")
+        differences.append(
+            f"the regional policy lacks {_describe(want[key])}, which the code makes"
+        )
     return differences
 
 
 def _key(rule: Rule) -> tuple:
-    return (rule.priority, rule.action, tuple(sorted(rule.src_ip_ranges)), rule.expression or "", rule.preview)
+    return (
+        rule.priority,
+        rule.action,
+        tuple(sorted(rule.src_ip_ranges)),
+        rule.expression or "",
+        rule.preview,
+    )
 
 
 def _describe(rule: Rule) -> str:
@@ -138,7 +175,9 @@ def _backend_drift(backend, policy_link: str) -> list[str]:
 def _service_drift(service, name: str) -> list[str]:
     differences = []
     if service.ingress.name != names.INGRESS:
-        differences.append(f"the Cloud Run service {name} has ingress {service.ingress.name}; expected {names.INGRESS}")
+        differences.append(
+            f"the Cloud Run service {name} has ingress {service.ingress.name}; expected {names.INGRESS}"
+        )
     if bool(service.default_uri_disabled) != DEFAULT_URI_DISABLED:
         differences.append(
             f"the Cloud Run service {name} answers on its run.app URL (defaultUriDisabled is off), "
@@ -154,7 +193,10 @@ def _other_paths(live: InternalLive, settings: EndpointSettings, ours: dict) -> 
     reaching = {}
     differences = []
     for group in live.all_network_endpoint_groups():
-        if group.cloud_run.service in services and group.region.rsplit("/", 1)[-1] == settings.region:
+        if (
+            group.cloud_run.service in services
+            and group.region.rsplit("/", 1)[-1] == settings.region
+        ):
             reaching[group.self_link] = group
             if group.name not in own_negs:
                 differences.append(
@@ -177,11 +219,12 @@ def _forwarding_rule_drift(live: InternalLive, region: str) -> list[str]:
     """The code's forwarding rules are internal, on the internal address."""
     address = live.internal_address(region)
     differences = []
+    ours = (names.forwarding_rule_name("http"), names.forwarding_rule_name("https"))
     for rule in live.region_forwarding_rules(region):
-        if rule.name in (names.forwarding_rule_name("http"), names.forwarding_rule_name("https")):
-            if rule.load_balancing_scheme != names.SCHEME or rule.I_p_address != address:
-                differences.append(
-                    f"the forwarding rule {rule.name} is {rule.load_balancing_scheme} on {rule.I_p_address}; "
-                    f"expected {names.SCHEME} on {address}"
-                )
+        scheme, ip = rule.load_balancing_scheme, rule.I_p_address
+        if rule.name in ours and (scheme != names.SCHEME or ip != address):
+            differences.append(
+                f"the forwarding rule {rule.name} is {scheme} on {ip}; "
+                f"expected {names.SCHEME} on {address}"
+            )
     return differences
