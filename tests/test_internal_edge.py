@@ -266,3 +266,16 @@ def test_the_bootstrap_enables_certificate_manager_and_cloud_dns_only_for_an_int
     stack = json.loads(Testing.synth(BootstrapStack(App(), BOOTSTRAP_STACK, settings=settings)))
     services = {s["service"] for s in stack["resource"]["google_project_service"].values()}
     assert services == set(APIS) | extra
+
+
+def test_the_internal_stack_carries_no_raw_override():
+    from cdktn import App
+
+    from secure_endpoint.settings import STACK_NAME, EndpointSettings
+    from secure_endpoint.stack import SecureEndpointStack
+    from tests.infra import BASE_ENV
+    from tests.test_escape_hatches import raw_overrides
+
+    env = {**BASE_ENV, **INTERNAL, **PROXY, **CANARY, **HTTPS, "GLOBAL_ACCESS": "true"}
+    stack = SecureEndpointStack(App(), STACK_NAME, settings=EndpointSettings.from_env(env))
+    assert raw_overrides(stack) == {}
