@@ -28,7 +28,9 @@ if str(ROOT) not in sys.path:
 from secure_endpoint.allowlist import AllowlistError, refuse_zone_id  # noqa: E402
 from secure_endpoint.allowlist_owners import owner_lines, recorded_entries  # noqa: E402
 from secure_endpoint.armor import PolicyError, check_policy, decide  # noqa: E402
+from secure_endpoint.internal_plan import POLICY_NAME as INTERNAL_POLICY_NAME  # noqa: E402
 from secure_endpoint.live import Live, LiveError, drift, endpoint_report  # noqa: E402
+from secure_endpoint.live_internal import InternalLive, internal_drift, internal_endpoint_lines  # noqa: E402
 from secure_endpoint.plan import CANARY_HEADER, CANARY_HEADER_VALUE, POLICY_NAME, plan_routing  # noqa: E402
 from secure_endpoint.settings import EndpointSettings, SettingsError  # noqa: E402
 from secure_endpoint.synthesized import NoPolicy, load_policy, staleness  # noqa: E402
@@ -129,15 +131,20 @@ def check_ip(addresses: list[str], outdir: Path) -> int:
     return EXIT_ALLOWED if all(d.allowed for d in decisions) else EXIT_DENIED
 
 
-def endpoint(live_factory) -> int:
+def endpoint(live_factory, internal_factory=InternalLive) -> int:
     settings = _settings()
+    if settings.internal:
+        print("\n".join(internal_endpoint_lines(internal_factory(settings.project_id), settings)))
+        return EXIT_ALLOWED
     report = endpoint_report(live_factory(settings.project_id), settings)
     print("\n".join(report.lines))
     return EXIT_ALLOWED
 
 
-def verify(live_factory) -> int:
+def verify(live_factory, internal_factory=InternalLive) -> int:
     settings = _settings()
+    if settings.internal:
+        return _verify_internal(internal_factory(settings.project_id), settings)
     differences = drift(live_factory(settings.project_id), settings)
     if not differences:
         print(
@@ -159,6 +166,22 @@ def verify(live_factory) -> int:
     return EXIT_DRIFT
 
 
+def _verify_internal(live, settings: EndpointSettings) -> int:
+    differences = internal_drift(live, settings)
+    if not differences:
+        print(
+            f"in sync: the live regional policy {INTERNAL_POLICY_NAME} (attached to every backend, "
+            "default deny), the internal forwarding rules, the Cloud Run services' ingress and "
+            "closed run.app URLs, and no other backend or NEG reaching the service"
+        )
+        return EXIT_IN_SYNC
+    print(f"drift: what is live differs from the code in {len(differences)} ways:")
+    for difference in differences:
+        print(f"  - {difference}")
+    print("`make deploy` puts the code's settings back; change ALLOWED_IP_RANGES to keep a live range")
+    return EXIT_DRIFT
+
+
 def _settings() -> EndpointSettings:
     try:
         return EndpointSettings.from_env()
@@ -166,7 +189,11 @@ def _settings() -> EndpointSettings:
         raise OpsError(f"{error} (the same settings as `make deploy`)") from None
 
 
-def main(argv: list[str] | None = None, live_factory=Live.with_default_credentials) -> int:
+def main(
+    argv: list[str] | None = None,
+    live_factory=Live.with_default_credentials,
+    internal_factory=InternalLive.with_default_credentials,
+) -> int:
     parser = argparse.ArgumentParser(prog="ops", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "cdktf.out", help="cdktf's output folder")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -179,8 +206,8 @@ def main(argv: list[str] | None = None, live_factory=Live.with_default_credentia
         if args.command == "check-ip":
             return check_ip(args.addresses, args.out)
         if args.command == "endpoint":
-            return endpoint(live_factory)
-        return verify(live_factory)
+            return endpoint(live_factory, internal_factory)
+        return verify(live_factory, internal_factory)
     except (OpsError, LiveError) as error:
         # A SettingsError holds one line per bad setting.
         for line in str(error).splitlines():

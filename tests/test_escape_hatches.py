@@ -18,7 +18,18 @@ from tests.helpers import ROOT
 from tests.resource_addresses import _BASE, VARIANTS
 
 # (construct path or source file, what) -> why it cannot be typed. Empty: nothing needs one.
-ALLOWED: dict[tuple[str, str], str] = {}
+_BETA = (
+    "hashicorp/google-beta, for the regional backend service alone: the GA provider attaches its "
+    "security_policy only on update (terraform-provider-google issue 29240), so the first apply "
+    "of EXPOSURE=internal would leave the backend without Cloud Armor; no cdktn bindings exist "
+    "for google-beta, so its provider block (project, region, version pinned to the GA one's) is "
+    "written by hand while the resource stays typed"
+)
+ALLOWED: dict[tuple[str, str], str] = {
+    ("cdktf/secure_endpoint/internal_edge.py", "class GoogleBetaProvider(TerraformProvider)"): _BETA,
+    ("cdktf/secure_endpoint/internal_edge.py", "_synthesize_attributes"): _BETA,
+    ("cdktf/secure_endpoint/internal_edge.py", "_synthesize_hcl_attributes"): _BETA,
+}
 
 SOURCE = ROOT / "cdktf"
 # Calls that write past the bindings' types, or rename what Terraform keys its state by.

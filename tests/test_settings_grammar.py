@@ -26,7 +26,8 @@ GOOD = {
     "TF_STATE_BUCKET": "demo-state", "MIN_INSTANCES": "1", "MAX_INSTANCES": "4", "CONCURRENCY": "10",
     "DELETION_PROTECTION": "false", "WAF_RULES": "true", "RATE_LIMIT_PER_MINUTE": "600",
     "CANARY_MODEL_URI": "gs://demo-models/iris/v2/model.onnx", "CANARY_PERCENT": "5",
-    "PREDICTION_LOG_RATE": "0.5", "MODEL_BUCKET": "demo-models", "BOOTSTRAP_STATE_IN_BUCKET": "true",
+    "PREDICTION_LOG_RATE": "0.5", "EXPOSURE": "internal", "NETWORK": "inference-vpc",
+    "SUBNET": "inference-subnet", "PROXY_SUBNET_CIDR": "10.129.0.0/23", "GLOBAL_ACCESS": "true", "MODEL_BUCKET": "demo-models", "BOOTSTRAP_STATE_IN_BUCKET": "true",
 }  # fmt: skip
 # The issue's own example reads the deployer's credentials at plan; the others are each syntax.
 EXPRESSIONS = (

@@ -9,6 +9,7 @@ import ipaddress
 from collections.abc import Sequence
 
 from secure_endpoint.special_ranges import Meant, SpecialRange, refusing
+from secure_endpoint.vpc_ranges import never_a_client
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -32,17 +33,19 @@ class AllowlistError(ValueError):
     pass
 
 
-def parse_allowlist(raw: str) -> tuple[Network, ...]:
+def parse_allowlist(raw: str, *, internal: bool = False) -> tuple[Network, ...]:
     """Comma- or space-separated addresses or CIDRs -> folded networks, IPv4 first.
 
     A bare address becomes /32 or /128; duplicates and ranges inside others are folded.
+    `internal`: the addresses of clients inside a VPC (EXPOSURE=internal, `vpc_ranges`) instead
+    of public ones; the width and union caps are the same.
     """
     if raw.strip().lower() == SEED_PLACEHOLDER:
         raise AllowlistError(
             f"expected your own addresses, got the placeholder {raw!r}; "
             "use the address you call from, for example 203.0.113.4 or 203.0.113.0/24"
         )
-    entries = [(token, _network(token)) for token in _tokens(raw)]
+    entries = [(token, _network(token, internal)) for token in _tokens(raw)]
     folded: list[Network] = []
     for version in (4, 6):
         given = [(token, network) for token, network in entries if network.version == version]
@@ -92,14 +95,14 @@ def refuse_zone_id(token: str) -> None:
         )
 
 
-def _network(token: str) -> Network:
+def _network(token: str, internal: bool = False) -> Network:
     refuse_zone_id(token)
     try:
         network = ipaddress.ip_network(token, strict=False)
     except ValueError:
         raise AllowlistError(f"expected IPv4/IPv6 addresses or CIDRs, got {token!r}") from None
     # A range that would be refused anyway is better refused now than after a round of fixing.
-    _judge(token, network)
+    (judge_internal if internal else _judge)(token, network)
     if ipaddress.ip_interface(token).ip != network.network_address:
         raise AllowlistError(
             f"expected a network address, got {token!r} with host bits set; did you mean {network}?"
@@ -126,6 +129,35 @@ def _judge(token: str, network: Network) -> None:
         )
     if blocking:
         raise AllowlistError(_special(token, network, blocking[0], "overlapping"))
+
+
+# --- EXPOSURE=internal: the clients are inside a VPC (secure_endpoint.vpc_ranges) ---
+def judge_internal(token: str, network: Network) -> None:
+    if network.prefixlen == 0:
+        raise AllowlistError(
+            f"expected ranges that leave someone out, got {token!r}, which lets everyone in"
+        )
+    if network.version == 6:
+        raise AllowlistError(
+            f"expected IPv4 addresses with EXPOSURE=internal, got {token!r}: the internal load "
+            "balancer has an IPv4 address only, so no IPv6 client ever reaches it"
+        )
+    block = never_a_client(network)
+    if block is not None:
+        raise AllowlistError(
+            f"expected addresses of clients inside your VPC, got {token!r}, overlapping "
+            f"{block.network} ({block.name}, {block.reference}), which no VPC subnet may use, so "
+            "no client of the internal load balancer ever has it; list the client's internal "
+            "address (a VM's, or the subnet of a Cloud Run job's Direct VPC egress) instead"
+        )
+    if network.prefixlen < WIDEST_PREFIX[4]:
+        raise AllowlistError(
+            f"expected IPv4 ranges no wider than /{WIDEST_PREFIX[4]}, "
+            f"got {token!r}, 1/{2**network.prefixlen:,} of all IPv4 addresses"
+        )
+
+
+# --- end of EXPOSURE=internal ---
 
 
 def _special(token: str, network: Network, row: SpecialRange, relation: str) -> str:

@@ -124,9 +124,16 @@ def read_allowlist(environ: Mapping[str, str], *, now: datetime | None = None) -
 
 
 def load_allowlist_file(
-    path: Path, *, now: datetime, enforce_expiry: bool = True, judge_clouds: bool = True
+    path: Path,
+    *,
+    now: datetime,
+    enforce_expiry: bool = True,
+    judge_clouds: bool = True,
+    internal: bool = False,
 ) -> Allowlist:
-    """`judge_clouds=False` reads an earlier version as it was (allowlist-diff's BASE)."""
+    """`judge_clouds=False` reads an earlier version as it was (allowlist-diff's BASE).
+    `internal`: the ranges are VPC clients' (EXPOSURE=internal), where no cloud's shared egress
+    arrives, so the clouds' ranges are not judged either."""
     where = f"{VARIABLE}: {path}"
     try:
         with path.open("rb") as stream:
@@ -150,10 +157,14 @@ def load_allowlist_file(
             f"{where}: expected at least one [[entry]] table with range, owner and reason; "
             "an empty allowlist would make a policy that denies everyone"
         )
-    entries = tuple(_entry(where, number, table) for number, table in enumerate(tables, start=1))
+    entries = tuple(
+        _entry(where, number, table, internal) for number, table in enumerate(tables, start=1)
+    )
     try:
-        networks = parse_allowlist(",".join(str(entry.network) for entry in entries))
-        if judge_clouds:
+        networks = parse_allowlist(
+            ",".join(str(entry.network) for entry in entries), internal=internal
+        )
+        if judge_clouds and not internal:
             check_entries(entries)
     except (AllowlistError, CloudRangesError) as error:
         raise AllowlistFileError(f"{where}: {error}") from None
@@ -188,7 +199,7 @@ def _days(left: timedelta) -> str:
     return "1 day" if days == 1 else f"{days} days"
 
 
-def _entry(where: str, number: int, table) -> Entry:
+def _entry(where: str, number: int, table, internal: bool = False) -> Entry:
     at = f"{where}: entry {number}"
     if not isinstance(table, dict):
         raise AllowlistFileError(f"{at}: expected an [[entry]] table, got {table!r}")
@@ -212,7 +223,7 @@ def _entry(where: str, number: int, table) -> Entry:
             f"{at}: expected one address or CIDR in range, got {raw_range!r}; give each range an entry"
         )
     try:
-        (network,) = parse_allowlist(raw_range)
+        (network,) = parse_allowlist(raw_range, internal=internal)
     except AllowlistError as error:
         raise AllowlistFileError(f"{at}: range: {error}") from None
     owner = _text(at, table, "owner", "who to ask about this range, such as a team and its address")

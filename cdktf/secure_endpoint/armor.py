@@ -77,9 +77,10 @@ class Decision:
 
 
 def rules_from_terraform(policy: Mapping[str, Any]) -> list[Rule]:
-    """The rules of a synthesized `google_compute_security_policy` resource."""
+    """The rules of a synthesized `google_compute_security_policy` resource, or of a
+    `google_compute_region_security_policy` one, whose blocks are `rules` rather than `rule`."""
     rules = []
-    for raw in policy.get("rule", []):
+    for raw in policy.get("rule", []) or policy.get("rules", []):
         match = raw.get("match", {})
         rules.append(
             Rule(

@@ -30,6 +30,7 @@ from cdktn_provider_time.sleep import Sleep
 from constructs import Construct
 
 from secure_endpoint.bootstrap_settings import BootstrapSettings
+from secure_endpoint.internal_plan import extra_apis
 from secure_endpoint.settings import REPOSITORY
 
 BOOTSTRAP_STATE_PREFIX = "inference-on-secure-cloud-run-bootstrap"
@@ -93,7 +94,7 @@ class Bootstrap(Construct):
                 # anything else in the project may still use them.
                 disable_on_destroy=False,
             )
-            for api in APIS
+            for api in {**APIS, **extra_apis(settings.exposure, settings.domain)}
         }
         self.apis_ready = Sleep(
             self,

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from secure_endpoint import grammar
 from secure_endpoint.declared import Reading, Setting, boolean
 from secure_endpoint.grammar import Invalid, bucket_of
-from secure_endpoint.settings import MODEL_URI, PROJECT_ID, REGION, SettingsError
+from secure_endpoint.exposure import EXPOSURE, PUBLIC
+from secure_endpoint.settings import DOMAIN, MODEL_URI, PROJECT_ID, REGION, SettingsError
 from training.buckets import bucket_name_problem
 
 __all__ = ["BOOTSTRAP_SETTINGS", "BOOTSTRAP_STACK", "BootstrapSettings", "SettingsError"]
@@ -59,7 +60,9 @@ BOOTSTRAP_STATE_IN_BUCKET = Setting(
     shown_default="`false` (local `terraform.bootstrap.tfstate`)",
 )
 # In the order the reference lists them; PROJECT_ID, REGION and MODEL_URI as the serving stack reads them.
-BOOTSTRAP_SETTINGS = (PROJECT_ID, REGION, MODEL_BUCKET, MODEL_URI, STATE_BUCKET, BOOTSTRAP_STATE_IN_BUCKET)
+BOOTSTRAP_SETTINGS = (
+    PROJECT_ID, REGION, MODEL_BUCKET, MODEL_URI, STATE_BUCKET, BOOTSTRAP_STATE_IN_BUCKET, EXPOSURE, DOMAIN,
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,9 @@ class BootstrapSettings:
     model_bucket: str
     state_bucket: str
     state_in_bucket: bool = False
+    # Which APIs the serving stack will need past the public one's (internal_plan.extra_apis).
+    exposure: str = PUBLIC
+    domain: str | None = None
 
     @property
     def build_source_bucket(self) -> str:
@@ -97,6 +103,7 @@ class BootstrapSettings:
                 )
         state_bucket = read(STATE_BUCKET)
         state_in_bucket = read(BOOTSTRAP_STATE_IN_BUCKET)
+        exposure, domain = read(EXPOSURE), read(DOMAIN)
         if project_id is not None:
             _check_named_after_project(read, project_id, named_state=state_bucket is not None)
         read.done()
@@ -106,6 +113,8 @@ class BootstrapSettings:
             model_bucket=model_bucket,
             state_bucket=state_bucket or f"{project_id}{STATE_BUCKET_SUFFIX}",
             state_in_bucket=state_in_bucket,
+            exposure=exposure,
+            domain=domain,
         )
 
 

@@ -26,6 +26,7 @@ from cdktn_provider_google.storage_bucket_iam_member import StorageBucketIamMemb
 from cdktn_provider_time.sleep import Sleep
 from constructs import Construct
 
+from secure_endpoint import internal_plan
 from secure_endpoint.image import artifact_registry_image
 from secure_endpoint.plan import (
     DEFAULT_URI_DISABLED,
@@ -123,7 +124,7 @@ class ServingBackend(Construct):
             name=arm.service_name,
             location=settings.region,
             description="Inference endpoint behind the load balancer and Cloud Armor",
-            ingress=INGRESS,
+            ingress=internal_plan.ingress(settings) or INGRESS,
             # Callers are anonymous clients of the load balancer: the gate is ingress plus Cloud
             # Armor, not IAM. Unlike an allUsers binding, this works under domain-restricted sharing.
             invoker_iam_disabled=INVOKER_IAM_DISABLED,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from secure_endpoint import grammar
+from secure_endpoint import exposure, grammar
 from secure_endpoint.allowlist import CHECK_IP_URL, AllowlistError, Network, parse_allowlist
 from secure_endpoint.allowlist_file import (
     COMMAND_VARIABLE, DESTROY, Entry, load_allowlist_file, now_utc,
@@ -18,6 +18,7 @@ from secure_endpoint.cloud_ranges import CloudRangesError, check_ranges
 from secure_endpoint.declared import Reading, Setting, SettingsError, boolean, fraction, whole_number
 from secure_endpoint.grammar import Invalid, bucket_of
 from secure_endpoint.image import tag_warning
+from secure_endpoint.vpc_ranges import public_range_warning
 
 __all__ = ["SETTINGS", "STACK_NAME", "EndpointSettings", "SettingsError", "bucket_of"]
 
@@ -43,6 +44,13 @@ def _allowlist(raw: str) -> tuple[Network, ...]:
     except (AllowlistError, CloudRangesError) as error:
         raise Invalid(str(error)) from None
     return networks
+
+
+def _internal_allowlist(raw: str) -> tuple[Network, ...]:
+    try:
+        return parse_allowlist(raw, internal=True)
+    except AllowlistError as error:
+        raise Invalid(str(error)) from None
 
 
 PROJECT_ID = Setting(
@@ -153,6 +161,7 @@ SETTINGS = (
     PROJECT_ID, REGION, ALLOWED_IP_RANGES, ALLOWLIST_FILE, MODEL_URI, IMAGE, DOMAIN, PREVIOUS_DOMAIN, IPV6,
     TF_STATE_BUCKET, MIN_INSTANCES, MAX_INSTANCES, CONCURRENCY, DELETION_PROTECTION, WAF_RULES,
     RATE_LIMIT_PER_MINUTE, CANARY_MODEL_URI, CANARY_PERCENT, PREDICTION_LOG_RATE,
+    *exposure.SETTINGS,
 )  # fmt: skip
 
 
@@ -179,6 +188,17 @@ class EndpointSettings:
     prediction_log_rate: float = 0.0
     # ALLOWLIST_FILE's entries (owners, reasons, expiry) behind allowed_ranges; () without the file.
     allowlist_entries: tuple[Entry, ...] = ()
+    # EXPOSURE=internal (secure_endpoint.exposure): the VPC, the address's subnet, the proxy-only
+    # subnet to create (None: one exists), and clients from other regions.
+    exposure: str = exposure.PUBLIC
+    network: str | None = None
+    subnet: str | None = None
+    proxy_subnet_cidr: str | None = None
+    global_access: bool = False
+
+    @property
+    def internal(self) -> bool:
+        return self.exposure == exposure.INTERNAL
 
     def as_json(self) -> dict:
         """Every setting as JSON values: what a synthesized output was made from."""
@@ -200,12 +220,16 @@ class EndpointSettings:
         `now`: the clock ALLOWLIST_FILE's expiry dates are judged by (aware; default: now).
         """
         read = Reading(environ)
+        internal = exposure.is_internal(read)
         values: dict = {}
         for setting in SETTINGS:
+            if setting is ALLOWED_IP_RANGES:
+                setting = exposure.allowlist_setting(setting, internal, _internal_allowlist)
             values[setting.name] = read(setting)
             if setting is ALLOWLIST_FILE:  # in its place among the others' problems
-                entries = _read_allowlist_file(read, values, now)
+                entries = _read_allowlist_file(read, values, now, internal)
         _check_together(read, values)
+        exposure.check(read, values)
         read.done()
         project_id, region = values["PROJECT_ID"], values["REGION"]
         return cls(
@@ -229,25 +253,43 @@ class EndpointSettings:
             canary_percent=values["CANARY_PERCENT"],
             prediction_log_rate=values["PREDICTION_LOG_RATE"],
             allowlist_entries=entries,
+            exposure=values["EXPOSURE"],
+            network=values["NETWORK"],
+            subnet=values["SUBNET"],
+            proxy_subnet_cidr=str(cidr) if (cidr := values["PROXY_SUBNET_CIDR"]) else None,
+            global_access=values["GLOBAL_ACCESS"],
         )
 
     def warnings(self) -> list[str]:
         """What a user should know about settings that are allowed but may not be what they meant."""
         found = []
-        if self.domain is None:
+        if self.domain is None and self.internal:
+            found.append(
+                "DOMAIN is unset: the internal load balancer answers over plain HTTP, so allowed "
+                "clients send their requests and get their answers in clear across the VPC and "
+                "any VPN or Interconnect joined to it. Set DOMAIN=api.example.com (a name in a "
+                "public zone you own, for the certificate's DNS authorization) for HTTPS."
+            )
+        elif self.domain is None:
             found.append(
                 "DOMAIN is unset: the load balancer answers over plain HTTP, so allowed clients "
                 "send their requests and get their answers in clear over the internet. Set "
                 "DOMAIN=api.example.com (a name you can point at the load balancer) for HTTPS "
                 "with a Google-managed certificate; port 80 then redirects to it."
             )
+        if self.internal:
+            public = public_range_warning(self.allowed_ranges)
+            if public:
+                found.append(public)
         tag = tag_warning(self.image)
         if tag:
             found.append(tag)
         return found
 
 
-def _read_allowlist_file(read: Reading, values: dict, now: datetime | None) -> tuple[Entry, ...]:
+def _read_allowlist_file(
+    read: Reading, values: dict, now: datetime | None, internal: bool
+) -> tuple[Entry, ...]:
     """ALLOWLIST_FILE's entries, their ranges put in ALLOWED_IP_RANGES' place; or the missing
     allowlist named. Expiry does not hold for `make destroy` (STACK_COMMAND=destroy)."""
     path, ranges = values["ALLOWLIST_FILE"], read.raw(ALLOWED_IP_RANGES)
@@ -270,7 +312,7 @@ def _read_allowlist_file(read: Reading, values: dict, now: datetime | None) -> t
     destroying = read.environ.get(COMMAND_VARIABLE, "").strip() == DESTROY
     try:
         allowlist = load_allowlist_file(
-            Path(path), now=now or now_utc(), enforce_expiry=not destroying
+            Path(path), now=now or now_utc(), enforce_expiry=not destroying, internal=internal
         )
     except AllowlistError as error:
         # The file's messages start with `ALLOWLIST_FILE: <path>`.

@@ -6,6 +6,7 @@ from cdktn_provider_time.provider import TimeProvider
 from constructs import Construct
 
 from secure_endpoint.edge import ArmoredEdge
+from secure_endpoint.internal_edge import InternalEdge, internal_outputs
 from secure_endpoint.plan import CANARY_HEADER, CANARY_HEADER_VALUE, plan_arms
 from secure_endpoint.serving import ServingBackend
 from secure_endpoint.settings import EndpointSettings
@@ -20,7 +21,7 @@ class SecureEndpointStack(TerraformStack):
 
     def __init__(self, scope: Construct, id: str, *, settings: EndpointSettings):
         super().__init__(scope, id)
-        GoogleProvider(self, "google", project=settings.project_id, region=settings.region)
+        google = GoogleProvider(self, "google", project=settings.project_id, region=settings.region)
         TimeProvider(self, "time")
         if settings.state_bucket:
             GcsBackend(self, bucket=settings.state_bucket, prefix=STATE_PREFIX)
@@ -34,7 +35,11 @@ class SecureEndpointStack(TerraformStack):
             )  # fmt: skip
             for arm in others
         ]
-        self.edge = ArmoredEdge(self, "edge", settings=settings, servings=self.servings)
+        if settings.internal:
+            self.edge = InternalEdge(self, "internal-edge", settings=settings, servings=self.servings, ga=google)
+            internal_outputs(self, self.edge)
+        else:
+            self.edge = ArmoredEdge(self, "edge", settings=settings, servings=self.servings)
 
         endpoint = f"{self.edge.url}/inference/"
         TerraformOutput(self, "load_balancer_ip", value=self.edge.address.address)

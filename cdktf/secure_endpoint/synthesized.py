@@ -36,15 +36,21 @@ def staleness(outdir: Path, settings: EndpointSettings) -> str | None:
     return None
 
 
+POLICY_KINDS = ("google_compute_security_policy", "google_compute_region_security_policy")
+
+
 def load_policy(outdir: Path) -> list[Rule]:
     path = stack_file(outdir)
     if not path.exists():
         raise NoPolicy(f"no synthesized stack at {path}; run `make synth`")
     stack = _read_json(path)
-    try:
-        policies = list(stack["resource"]["google_compute_security_policy"].values())
-    except (KeyError, TypeError, AttributeError):
-        policies = []
+    policies = []
+    # The public edge's global policy, or the internal edge's regional one (EXPOSURE=internal).
+    for kind in POLICY_KINDS:
+        try:
+            policies.extend(stack["resource"][kind].values())
+        except (KeyError, TypeError, AttributeError):
+            pass
     if len(policies) != 1:
         raise NoPolicy(
             f"expected 1 Cloud Armor policy in {path}, found {len(policies)}; run `make synth` again"
