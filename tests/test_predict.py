@@ -5,6 +5,7 @@ import gzip
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -469,3 +470,37 @@ def test_a_compressed_body_is_refused_naming_its_content_encoding(client):
 
     assert response.status_code == 415
     assert response.json()["error"] == "expected an uncompressed JSON body, got Content-Encoding 'gzip'"
+
+
+# The documented promise: an error quotes at most 60 characters of any value it received (three
+# of them "..." when the value was cut).
+DOCUMENTED_PREVIEW_CHARS = 60
+QUOTED_CASES = [
+    # (case, path, body, headers): each sends a value of thousands of "k"s where an error quotes it
+    ("extra key", "/inference/", {**SEED_REQUEST, LONG: 1}, JSON),
+    ("only a long key", "/inference/", {LONG: 1}, JSON),
+    ("batch extra key", "/inference/", {"instances": [[1, 2, 3, 4]], LONG: 1}, JSON),
+    ("row extra key", "/inference/", {"instances": [{**SEED_REQUEST, LONG: 1}]}, JSON),
+    ("long string value", "/inference/", {**SEED_REQUEST, "sepal_length": LONG}, JSON),
+    ("long row", "/inference/", {"instances": [[LONG] * 5]}, JSON),
+    ("long content type", "/inference/", SEED_REQUEST, {"Content-Type": LONG[:6000]}),
+    ("long path", "/" + LONG[:6000], SEED_REQUEST, JSON),
+    ("v2 tensor name", "/v2/models/iris/infer", {"inputs": [{"name": LONG, "datatype": "FP64", "shape": [1], "data": [1]}]}, JSON),
+    ("v2 datatype", "/v2/models/iris/infer", {"inputs": [{"name": n, "datatype": LONG, "shape": [1], "data": [1]} for n in FEATURE_NAMES]}, JSON),
+    ("v2 model name", "/v2/models/" + LONG[:6000] + "/infer", {"inputs": []}, JSON),
+    ("v2 parameters", "/v2/models/iris/infer", {"inputs": [], "parameters": LONG}, JSON),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "path, body, headers", [case[1:] for case in QUOTED_CASES], ids=[case[0] for case in QUOTED_CASES]
+)
+def test_an_error_quotes_at_most_60_characters_of_a_received_value(client, path, body, headers):
+    response = post(client, body, path, headers)
+
+    assert 400 <= response.status_code < 500
+    error = response.json()["error"]
+    # The value as the error renders it: quoted, or as JSON (`["kkk`), cut with "..." after it.
+    longest = max(len(run) for run in re.findall(r"""[/k"'\[]+""", error))
+    # At least 57: the limit is the one documented, not a smaller one that would also pass.
+    assert DOCUMENTED_PREVIEW_CHARS - 3 <= longest <= DOCUMENTED_PREVIEW_CHARS, error
