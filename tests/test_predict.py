@@ -385,6 +385,18 @@ def test_error_bodies_quote_at_most_a_short_preview(client, path, body, headers)
     assert "..." in response.json()["error"]
 
 
+def test_the_body_limit_follows_the_setting(make_client):
+    client = make_client(MAX_BODY_BYTES="1000")
+    row = json.dumps(SEED_REQUEST).encode()
+
+    at_limit = post(client, row + b" " * (1000 - len(row)))
+    over = post(client, row + b" " * (1001 - len(row)))
+
+    assert at_limit.status_code == 200
+    assert over.status_code == 413
+    assert over.json()["error"] == "expected a body of at most 1000 bytes, got 1001"
+
+
 def test_a_413_closes_the_connection(client):
     response = post(client, b" " * (MAX_BODY_BYTES + 1))
 

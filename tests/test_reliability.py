@@ -251,3 +251,62 @@ def test_a_model_replaced_while_serving_keeps_the_loaded_version(tmp_path, gcs_b
     with serve(env, tmp_path / "restarted.log") as restarted:
         fresh = requests.post(f"{restarted.url}/inference/", json=SEED_REQUEST, timeout=30)
     assert fresh.headers[VERSION_HEADER] != first.headers[VERSION_HEADER]
+
+
+BODY_READ_TIMEOUT = 1.0
+
+
+@pytest.fixture(scope="module")
+def impatient_server(tmp_path_factory, model_file):
+    env = {"MODEL_URI": str(model_file), "BODY_READ_TIMEOUT": str(BODY_READ_TIMEOUT)}
+    with serve(env, tmp_path_factory.mktemp("impatient") / "server.log") as running:
+        yield running
+
+
+STALLED_BODIES = {
+    "shorter than its Content-Length": (
+        b"POST /inference/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n",
+        b'{"sepal_length": 5.1',
+    ),
+    "a chunk that never ends": (
+        b"POST /inference/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"ffffffffffffffff\r\n" + b'{"sepal_length": 5.1',
+    ),
+    "chunks that stop coming": (
+        b"POST /v2/models/iris/infer HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"4\r\n{\"in\r\n",
+    ),
+}
+
+
+@pytest.mark.parametrize("head, body", STALLED_BODIES.values(), ids=STALLED_BODIES)
+def test_a_body_that_stops_arriving_is_a_408_that_closes_the_connection(impatient_server, head, body):
+    started = time.monotonic()
+    with raw_request(impatient_server.url, head, body) as sock:
+        received = b""
+        while chunk := sock.recv(65536):  # ends when the server closes; a timeout fails the test
+            received += chunk
+    waited = time.monotonic() - started
+
+    status, _, rest = received.partition(b"\r\n")
+    headers, _, answer = rest.partition(b"\r\n\r\n")
+    assert status == b"HTTP/1.1 408 Request Timeout"
+    assert b"\r\nconnection: close" in b"\r\n" + headers.lower()
+    assert json.loads(answer)["error"] == f"expected the whole body within {BODY_READ_TIMEOUT:g} s of the headers, got only part of it"
+    # Cut by the deadline (checked four times per timeout), not by the socket's own timeout of 10 s.
+    assert BODY_READ_TIMEOUT <= waited < BODY_READ_TIMEOUT * 1.25 + 2
+    assert_still_serving(impatient_server.url)
+
+
+def test_a_body_that_arrives_slowly_within_the_timeout_is_answered(impatient_server):
+    body = json.dumps(SEED_REQUEST).encode()
+    head = f"POST /inference/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+    with raw_request(impatient_server.url, head, body[:10]) as sock:
+        time.sleep(BODY_READ_TIMEOUT / 2)
+        sock.sendall(body[10:])
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+
+    assert received.startswith(b"HTTP/1.1 200 OK"), received[:300]
+    assert b'"target":"setosa"' in received
