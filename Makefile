@@ -159,7 +159,7 @@ run: run-port-free $(VENV)/.serve-deps $(if $(MODEL_URI),,$(MODEL))
 	$(info Serving predict on http://$(HOST):$(PORT) (Ctrl-C stops). In another terminal:)
 	$(info $(SPACE) $(if $(MODEL_URI),curl http://localhost:$(PORT)/,$(SEED_CURL)))
 	$(info Its API, with a form to try it: http://localhost:$(PORT)/docs)
-	exec $(BIN)/functions-framework --target=predict --host=$(HOST) --port=$(PORT)
+	exec $(BIN)/python -m function.server --host=$(HOST) --port=$(PORT)
 
 # cdktf runs the app for every command without saying which stack it is for: STACK tells it.
 # --migrate-state: once BOOTSTRAP_STATE_IN_BUCKET is set, the local state moves to the bucket.

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from bench.processes import free_port, storage_emulator
 from bench.run import rss_mb
 from function.app import VERSION_HEADER
+from function.server import MAX_HEAD_BYTES, MAX_HEADERS
 from function.settings import MAX_BODY_BYTES
 from tests.helpers import SEED_REQUEST, serve, wait_until_ready
 
@@ -310,3 +311,69 @@ def test_a_body_that_arrives_slowly_within_the_timeout_is_answered(impatient_ser
 
     assert received.startswith(b"HTTP/1.1 200 OK"), received[:300]
     assert b'"target":"setosa"' in received
+
+
+def read_answer(sock: socket.socket) -> bytes:
+    received = b""
+    try:
+        while chunk := sock.recv(65536):  # ends when the server closes; a timeout fails the test
+            received += chunk
+    except ConnectionResetError:  # closed with some of what was sent unread: the answer came first
+        pass
+    return received
+
+
+def header_lines(count: int, size: int = 1) -> bytes:
+    return b"".join(b"X-Field-%d: %s\r\n" % (i, b"v" * size) for i in range(count))
+
+
+OVERSIZED_HEADS = {
+    "one header line over the limit": b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (MAX_HEAD_BYTES + 1) + b"\r\n\r\n",
+    "a request line over the limit": b"GET /healthz?" + b"q" * (MAX_HEAD_BYTES + 1) + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+    "headers adding up over the limit": b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + header_lines(MAX_HEADERS - 2, MAX_HEAD_BYTES // (MAX_HEADERS - 2)) + b"\r\n",
+    "one header too many": b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + header_lines(MAX_HEADERS) + b"\r\n",
+}
+
+
+@pytest.mark.parametrize("head", OVERSIZED_HEADS.values(), ids=OVERSIZED_HEADS)
+def test_an_oversized_request_head_is_a_431_and_the_server_keeps_serving(server, head):
+    with raw_request(server.url, head, b"") as sock:
+        received = read_answer(sock)
+
+    status, _, rest = received.partition(b"\r\n")
+    assert status == b"HTTP/1.1 431 Request Header Fields Too Large", received[:300]
+    headers, _, body = rest.partition(b"\r\n\r\n")
+    assert b"connection: close" in headers.lower()
+    assert json.loads(body)["error"].startswith("expected ")
+    assert_still_serving(server.url)
+
+
+def test_a_head_that_never_ends_is_refused_before_it_is_all_sent(server):
+    host, port = server.url.removeprefix("http://").split(":")
+    sent = 0
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Endless: ")
+        try:
+            while sent < 64 * MAX_HEAD_BYTES:  # far more than the limit; the server stops first
+                sock.sendall(b"e" * 16384)
+                sent += 16384
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        received = read_answer(sock)
+
+    assert sent < 64 * MAX_HEAD_BYTES
+    assert received.startswith(b"HTTP/1.1 431 Request Header Fields Too Large"), received[:300]
+    assert_still_serving(server.url)
+
+
+def test_a_head_within_the_limits_is_served(server):
+    size = (MAX_HEAD_BYTES - 1024) // (MAX_HEADERS - 2) - len(b"X-Field-00: \r\n")
+    head = (
+        b"POST /inference/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + header_lines(MAX_HEADERS - 4, size)
+        + b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(json.dumps(SEED_REQUEST))
+    )
+    with raw_request(server.url, head, json.dumps(SEED_REQUEST).encode()) as sock:
+        received = read_answer(sock)
+
+    assert received.startswith(b"HTTP/1.1 200 OK"), received[:300]
