@@ -516,3 +516,50 @@ def test_an_error_quotes_at_most_60_characters_of_a_received_value(client, path,
     longest = max(len(run) for run in re.findall(r"""[/k"'\[]+""", error))
     # At least 57: the limit is the one documented, not a smaller one that would also pass.
     assert DOCUMENTED_PREVIEW_CHARS - 3 <= longest <= DOCUMENTED_PREVIEW_CHARS, error
+
+
+DUPLICATE_KEYS = [
+    # (case, path, body, the key named)
+    ("a batch given twice", "/inference/", b'{"instances": [[1, 2, 3, 4]], "instances": [[5.1, 3.5, 1.4, 0.2]]}', "instances"),
+    ("a feature given twice", "/inference/", b'{"sepal_length": 1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2, "sepal_length": 5.1}', "sepal_length"),
+    ("in a row of a batch", "/inference/", b'{"instances": [{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2, "petal_width": 9}]}', "petal_width"),
+    ("deep inside", "/inference/", b'{"instances": [[1, 2, 3, 4]], "x": [[{"a": {"b": 1, "b": 2}}]]}', "b"),
+    ("escaped as the same key", "/inference/", b'{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2, "\\u0070etal_width": 9}', "petal_width"),
+    ("hidden by escaped colons", "/inference/", b'{"instances": [[1, 2, 3, 4]], "instances": [[5.1, 3.5, 1.4, 0.2]], "note": "\\u003a"}', "instances"),
+    ("in an open inference tensor", "/v2/models/iris/infer", b'{"inputs": [{"name": "sepal_length", "name": "petal_width", "datatype": "FP64", "shape": [1], "data": [1]}]}', "name"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "path, body, key", [case[1:] for case in DUPLICATE_KEYS], ids=[case[0] for case in DUPLICATE_KEYS]
+)
+def test_a_key_given_twice_in_an_object_is_a_400_naming_it(client, path, body, key):
+    response = post(client, body, path)
+
+    assert response.status_code == 400
+    assert response.json()["error"].startswith(f"expected each key once in an object, got {key!r} more than once")
+
+
+ONE_OF_EACH_KEY = [
+    # Bodies where the cheap check cannot tell, read again and answered all the same.
+    ("escapes in a key", "/inference/", b'{"\\u0073epal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}'),
+    ("colons and escapes in strings", "/v2/models/iris/infer", b'{"id": "a:b\\u003a", "parameters": {"k:": "::"}, "inputs": [' + b", ".join(b'{"name": "%s", "datatype": "FP64", "shape": [1], "data": [1]}' % name.encode() for name in FEATURE_NAMES) + b"]}"),
+    ("the same key in two objects", "/inference/", b'{"instances": [{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}, {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}]}'),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("path, body", [case[1:] for case in ONE_OF_EACH_KEY], ids=[case[0] for case in ONE_OF_EACH_KEY])
+def test_keys_given_once_in_each_object_are_answered(client, path, body):
+    response = post(client, body, path)
+
+    assert response.status_code == 200, response.text
+
+
+def test_a_string_with_colons_and_escapes_is_no_duplicate(make_client, shop_classifier):
+    client = make_client(MODEL_URI=str(shop_classifier.path))
+    row = {"color": "\\u0072ed", "size": 12.5, "weight": 40.0}
+    body = ("{" + ", ".join(f'"{k}": ' + (f'"{v}"' if isinstance(v, str) else str(v)) for k, v in row.items()) + "}").encode()
+
+    response = post(client, body)
+
+    assert response.status_code == 200, response.text
