@@ -411,10 +411,20 @@ def _parse_json(body: bytes, headers: list[tuple[bytes, bytes]]) -> object:
     # orjson keeps the last of a key given twice, where another reader (a WAF) may judge the
     # first. Without escapes in the body, every colon of it is a key's or a string's, and the
     # payload written back has as many unless a key was dropped: then, and for a body with
-    # escapes, the body is read again for a key given twice.
-    if b"\\" in body or body.count(b":") != orjson.dumps(payload).count(b":"):
+    # escapes, the body is read again for a key given twice. No colon, no key at all.
+    colons = body.count(b":")
+    if colons and (b"\\" in body or _colons_written(payload) != colons):
         refuse_duplicate_keys(body)
     return payload
+
+
+def _colons_written(payload: object) -> int:
+    """The colons of `payload` written as JSON; -1 where orjson cannot write it (nesting past
+    its 255 levels, integers past 64 bits), which the full reading then settles."""
+    try:
+        return orjson.dumps(payload).count(b":")
+    except orjson.JSONEncodeError:
+        return -1
 
 
 def _check_content_type(raw: bytes | None, required: bool) -> None:

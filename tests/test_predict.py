@@ -563,3 +563,21 @@ def test_a_string_with_colons_and_escapes_is_no_duplicate(make_client, shop_clas
     response = post(client, body)
 
     assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize(
+    "body, status",
+    [
+        (b"[" * 1000 + b"]" * 1000, 400),  # past what orjson writes back, without a key
+        (b'{"instances": [' + b'{"a":' * 1000 + b"1" + b"}" * 1000 + b"]}", 400),
+        (b'{"instances": [' + b'{"a":' * 1000 + b'{"b": 1, "b": 2}' + b"}" * 1000 + b"]}", 400),
+        (b'{"sepal_length": 18446744073709551616, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}', 200),
+    ],
+    ids=["deep lists", "deep objects", "deep duplicate", "integer past 64 bits"],
+)
+def test_bodies_orjson_cannot_write_back_are_still_judged(client, body, status):
+    response = post(client, body)
+
+    assert response.status_code == status, response.text
+    if b'"b": 2' in body:
+        assert "got 'b' more than once" in response.json()["error"]
