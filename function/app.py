@@ -409,10 +409,14 @@ def _parse_json(body: bytes, headers: list[tuple[bytes, bytes]]) -> object:
         _refuse_content_encoding(headers)
         raise BadRequest(f"expected a JSON body, got invalid JSON: {error}") from None
     # orjson keeps the last of a key given twice, where another reader (a WAF) may judge the
-    # first. Without escapes in the body, every colon of it is a key's or a string's, and the
-    # payload written back has as many unless a key was dropped: then, and for a body with
-    # escapes, the body is read again for a key given twice. No colon, no key at all.
+    # first. Each key of the body has its colon: an object with as many keys as the body has
+    # colons (a row, a batch of rows as lists) lost none, and holds no other object. Otherwise,
+    # without escapes in the body every colon of it is a key's or a string's, and the payload
+    # written back has as many unless a key was dropped: then, and for a body with escapes, the
+    # body is read again for a key given twice.
     colons = body.count(b":")
+    if type(payload) is dict and len(payload) == colons:
+        return payload
     if colons and (b"\\" in body or _colons_written(payload) != colons):
         refuse_duplicate_keys(body)
     return payload
