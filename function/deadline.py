@@ -3,11 +3,12 @@ chunked body that stalls: without one, the request waits until Cloud Run's reque
 
 One timer per event loop checks every read in flight, rather than a timer per read: uvloop's
 `call_later` and `asyncio.timeout` cost about 8 to 13 us a request, a fifth of what a whole
-prediction costs, where registering a read costs a dictionary entry. A read is cut between
-`timeout` and `timeout` plus one check interval after it began.
+prediction costs, where registering a read costs a dictionary entry.
 """
 
 import asyncio
+import math
+from asyncio import current_task, get_running_loop
 
 from function.errors import RequestTimeout
 
@@ -26,24 +27,30 @@ class BodyDeadlines:
             raise
         finally:
             deadlines.finish(ticket)
+
+    Time is counted in checks, not read from a clock: a read begun after check n (and before
+    n + 1) is cut at check n + 1 + ceil(timeout / interval), between `timeout` and `timeout`
+    plus one interval after it began.
     """
 
     def __init__(self, timeout: float):
         self.timeout = timeout
         self._interval = min(_MAX_CHECK_INTERVAL, timeout / 4)
-        # Per event loop (a test may run several, each in its own thread).
+        self._checks = math.ceil(timeout / self._interval)
+        # Per event loop (a test may run several, each in its own thread); the last one used
+        # first, as a process serves on one.
         self._loops: dict[asyncio.AbstractEventLoop, _Reads] = {}
+        self._last: _Reads | None = None
 
     def start(self) -> "tuple[_Reads, asyncio.Task]":
-        task = asyncio.current_task()
-        assert task is not None, "a body is read in a task"
-        loop = task.get_loop()
-        reads = self._loops.get(loop)
-        if reads is None:
-            reads = self._loops[loop] = _Reads()
+        loop = get_running_loop()
+        reads = self._last
+        if reads is None or reads.loop is not loop:
+            reads = self._last = self._loops.setdefault(loop, _Reads(loop))
         if reads.timer is None:
-            reads.timer = loop.call_later(self._interval, self._check, loop, reads)
-        reads.deadlines[task] = loop.time() + self.timeout
+            reads.timer = loop.call_later(self._interval, self._check, reads)
+        task = current_task()
+        reads.deadlines[task] = reads.checked + 1 + self._checks
         return reads, task
 
     @staticmethod
@@ -62,24 +69,26 @@ class BodyDeadlines:
                     "only part of it"
                 ) from None
 
-    def _check(self, loop: asyncio.AbstractEventLoop, reads: "_Reads") -> None:
-        now = loop.time()
-        late = [task for task, deadline in reads.deadlines.items() if deadline <= now]
+    def _check(self, reads: "_Reads") -> None:
+        reads.checked += 1
+        late = [task for task, last in reads.deadlines.items() if last <= reads.checked]
         for task in late:
             del reads.deadlines[task]
             reads.cut.add(task)
             task.cancel()
         reads.timer = (
-            loop.call_later(self._interval, self._check, loop, reads) if reads.deadlines else None
+            reads.loop.call_later(self._interval, self._check, reads) if reads.deadlines else None
         )
 
 
 class _Reads:
-    """One event loop's reads in flight by task, with their deadlines; the tasks cut."""
+    """One event loop's reads in flight by task, with the check that cuts each; the tasks cut."""
 
-    __slots__ = ("deadlines", "cut", "timer")
+    __slots__ = ("loop", "deadlines", "cut", "timer", "checked")
 
-    def __init__(self) -> None:
-        self.deadlines: dict[asyncio.Task, float] = {}
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.deadlines: dict[asyncio.Task, int] = {}
         self.cut: set[asyncio.Task] = set()
         self.timer: asyncio.TimerHandle | None = None
+        self.checked = 0  # checks run so far

@@ -294,8 +294,9 @@ def test_a_body_that_stops_arriving_is_a_408_that_closes_the_connection(impatien
     assert status == b"HTTP/1.1 408 Request Timeout"
     assert b"\r\nconnection: close" in b"\r\n" + headers.lower()
     assert json.loads(answer)["error"] == f"expected the whole body within {BODY_READ_TIMEOUT:g} s of the headers, got only part of it"
-    # Cut by the deadline (checked four times per timeout), not by the socket's own timeout of 10 s.
-    assert BODY_READ_TIMEOUT <= waited < BODY_READ_TIMEOUT * 1.25 + 2
+    # Cut by the deadline (checked four times per timeout; loose for a busy machine), long
+    # before the socket's own timeout of 10 s, let alone Cloud Run's request timeout.
+    assert BODY_READ_TIMEOUT <= waited < 8
     assert_still_serving(impatient_server.url)
 
 
