@@ -19,9 +19,9 @@ from uvicorn_worker import UvicornWorker
 
 TARGET = "predict"
 WORKER_CLASS = "function.server.Worker"
-# The request line and every header, in bytes. Above what Google's front end forwards (a 64 KB
-# head, with the headers it adds itself), below any amount that matters to memory: 80 requests
-# at the limit hold 10 MiB.
+# The request line and every header, in bytes: twice the 64 KiB that common front ends allow a
+# request's headers, so that the headers Google's front end adds to what it lets through never
+# reach this bound; and small for memory: 80 requests at the limit hold 10 MiB.
 MAX_HEAD_BYTES = 128 * 1024
 # gunicorn's own default for `limit_request_fields`.
 MAX_HEADERS = 100
