@@ -21,5 +21,6 @@ RUN useradd --system --no-create-home --uid 10001 inference
 USER 10001
 
 EXPOSE 5000
-# functions-framework reads $PORT itself, so the exec form needs no shell.
-CMD ["functions-framework", "--target=predict", "--host=0.0.0.0"]
+# functions-framework's server with the request head bounded (function/server.py); it reads
+# $PORT itself, so the exec form needs no shell.
+CMD ["python", "-m", "function.server", "--host=0.0.0.0"]

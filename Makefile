@@ -205,7 +205,7 @@ run: run-port-free $(VENV)/.serve-deps $(if $(MODEL_URI),,$(MODEL))
 	@echo "Serving predict on http://$(HOST):$(PORT) (Ctrl-C stops). In another terminal:"
 	@$(if $(MODEL_URI),printf '  %s\n' "$$($(BIN)/python -m function.curl_example --port $(PORT) "$(MODEL_URI)")",echo "  $(SEED_CURL)")
 	@echo "Its API, with a form to try it: http://localhost:$(PORT)/docs"
-	exec $(BIN)/functions-framework --target=predict --host=$(HOST) --port=$(PORT)
+	exec $(BIN)/python -m function.server --host=$(HOST) --port=$(PORT)
 
 # cdktn runs the app for every command without saying which stack it is for: STACK tells it.
 # --migrate-state: once BOOTSTRAP_STATE_IN_BUCKET is set, the local state moves to the bucket.

@@ -208,7 +208,8 @@ def served(cwd: Path, env: dict[str, str], log: Path):
     """The Dockerfile's CMD on a free loopback port, pinned to the server's core; yields (process, URL)."""
     port = free_port()
     command = [arg for arg in server_command() if not arg.startswith("--host")] + ["--host=127.0.0.1"]
-    env = {**env, "PORT": str(port), "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}"}
+    # The CMD runs function.server; the ceiling's directory has no `function` package of its own.
+    env = {**env, "PORT": str(port), "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}", "PYTHONPATH": str(ROOT)}
     with process(pinned(SERVER_CORE, command), cwd=cwd, env=env, log=log) as proc:
         yield proc, f"http://127.0.0.1:{port}/inference/"
 

@@ -25,8 +25,10 @@ from starlette.responses import Response
 from function import docs, open_inference, openapi
 from function._log import TRACE_HEADER, log
 from function.coalesce import Coalescer
+from function.deadline import BodyDeadlines
 from function.decoders import seed as seed_decoder
 from function.encoders import seed as seed_encoder
+from function.duplicates import refuse_duplicate_keys
 from function.errors import (
     INVALID_MODEL,
     BadRequest,
@@ -104,6 +106,7 @@ class Service:
         )
         self._openapi: tuple[Model, bytes] | None = None
         self._coalescer: Coalescer | None = None
+        self._body_deadlines = BodyDeadlines(settings.body_read_timeout)
 
     def _routes(self) -> list[Route]:
         """Every route, in the order the documentation lists them."""
@@ -191,14 +194,20 @@ class Service:
         rate = self.settings.prediction_log_rate
 
         async def endpoint(request: Request) -> Response:
-            payload = await self._read_json(request, require_content_type=json_content_type)
+            body = await self._read_json_body(request, require_content_type=json_content_type)
             # Inline rather than `await self.model_for()`: a coroutine less on the hot path.
-            model = self.model.loaded or await self._ready_model(request)
+            model = self.model.loaded
+            if model is None:
+                _parse_json(body, request.scope["headers"])  # bad JSON is a 400 all the same
+                model = await self._ready_model(request)
             signature = model.signature
             params = request.scope.get("path_params")
             if params:
                 _check_path(params, signature)
-            batch = decode(payload, signature, max_rows)
+            # Parsed only now, and the parse dropped as soon as decoded: from here on the request
+            # holds its typed rows only, not a parsed body many times the size of its bytes.
+            batch = decode(_parse_json(body, request.scope["headers"]), signature, max_rows)
+            del body
             if len(batch.rows) == 1:
                 # One row waits for the others arriving with it, to go through the model with
                 # them; a batch goes through as it is.
@@ -333,7 +342,10 @@ class Service:
         _settle_heap()
         return model
 
-    async def _read_json(self, request: Request, *, require_content_type: bool = True) -> object:
+    async def _read_json_body(
+        self, request: Request, *, require_content_type: bool = True
+    ) -> bytes:
+        """The body of a request that must carry JSON, not yet parsed (`_parse_json`)."""
         # The raw ASGI headers, not request.headers: one pass, no mapping built per request.
         content_type = content_length = None
         for name, value in request.scope["headers"]:
@@ -346,12 +358,7 @@ class Service:
         body = await self._read_body(request, content_length)
         if not body:
             raise BadRequest("expected a JSON body, got an empty body")
-        try:
-            # orjson refuses NaN, Infinity, invalid UTF-8 and nesting past 1024 levels.
-            return orjson.loads(body)
-        except orjson.JSONDecodeError as error:
-            _refuse_content_encoding(request.scope["headers"])
-            raise BadRequest(f"expected a JSON body, got invalid JSON: {error}") from None
+        return body
 
     async def _read_body(self, request: Request, declared: bytes | None) -> bytes:
         limit = self.settings.max_body_bytes
@@ -370,20 +377,58 @@ class Service:
         # request, and the limit applies to a body of no declared length as it arrives.
         receive = request.receive
         chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise ClientDisconnect()
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(_too_large(limit, "more"))
-            if not message.get("more_body", False):
-                if not chunks:
-                    return chunk
+        deadlines = self._body_deadlines
+        ticket = deadlines.start()
+        try:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientDisconnect()
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(_too_large(limit, "more"))
+                if not message.get("more_body", False):
+                    if not chunks:
+                        return chunk
+                    chunks.append(chunk)
+                    return b"".join(chunks)
                 chunks.append(chunk)
-                return b"".join(chunks)
-            chunks.append(chunk)
+        except asyncio.CancelledError:
+            deadlines.raise_if_cut(ticket)
+            raise
+        finally:
+            deadlines.finish(ticket)
+
+
+def _parse_json(body: bytes, headers: list[tuple[bytes, bytes]]) -> object:
+    try:
+        # orjson refuses NaN, Infinity, invalid UTF-8 and nesting past 1024 levels.
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        _refuse_content_encoding(headers)
+        raise BadRequest(f"expected a JSON body, got invalid JSON: {error}") from None
+    # orjson keeps the last of a key given twice, where another reader (a WAF) may judge the
+    # first. Each key of the body has its colon: an object with as many keys as the body has
+    # colons (a row, a batch of rows as lists) lost none, and holds no other object. Otherwise,
+    # without escapes in the body every colon of it is a key's or a string's, and the payload
+    # written back has as many unless a key was dropped: then, and for a body with escapes, the
+    # body is read again for a key given twice.
+    colons = body.count(b":")
+    if type(payload) is dict and len(payload) == colons:
+        return payload
+    if colons and (b"\\" in body or _colons_written(payload) != colons):
+        refuse_duplicate_keys(body)
+    return payload
+
+
+def _colons_written(payload: object) -> int:
+    """The colons of `payload` written as JSON; -1 where orjson cannot write it (nesting past
+    its 255 levels, integers past 64 bits), which the full reading then settles."""
+    try:
+        return orjson.dumps(payload).count(b":")
+    except orjson.JSONEncodeError:
+        return -1
 
 
 def _check_content_type(raw: bytes | None, required: bool) -> None:

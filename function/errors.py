@@ -45,6 +45,15 @@ class PayloadTooLarge(ServiceError):
         super().__init__(message, headers={"Connection": "close"})
 
 
+class RequestTimeout(ServiceError):
+    """The body did not arrive in time; the connection is closed, as its rest may never come."""
+
+    status = 408
+
+    def __init__(self, message: str):
+        super().__init__(message, headers={"Connection": "close"})
+
+
 class UnsupportedMediaType(ServiceError):
     status = 415
 

@@ -125,7 +125,9 @@ class Model:
 
     @property
     def metadata(self) -> dict[str, Any]:
-        return {**self.signature.describe(), "uri": self.uri}
+        """What clients may learn of the model: its name, version and signature. Never its
+        URI: a `gs://` bucket and path describe the deployment, and stay in the log."""
+        return self.signature.describe()
 
     def predict(self, batch: Batch) -> Prediction:
         """The answer to every row of `batch`; UnprocessableEntity, naming the first row, when

@@ -13,7 +13,13 @@ DEFAULT_MODEL_URI = "artifacts/model.onnx"
 DEFAULT_MAX_BATCH_ROWS = 1000
 DEFAULT_MODEL_LOAD_TIMEOUT = 30.0
 DEFAULT_MODEL_MAX_BYTES = 256 * 1024 * 1024
+# The default most bytes of a request body; `MAX_BODY_BYTES` sets it.
 MAX_BODY_BYTES = 1024 * 1024
+# Cloud Run refuses an HTTP/1 request of more than 32 MiB before it reaches the service.
+MAX_BODY_BYTES_CEILING = 32 * 1024 * 1024
+# The most seconds a request's body may take to arrive once its headers have: see
+# `Settings.body_read_timeout`.
+DEFAULT_BODY_READ_TIMEOUT = 10.0
 DEFAULT_PREDICTION_LOG_RATE = 0.0
 
 T = TypeVar("T", int, float)
@@ -46,6 +52,11 @@ class Settings:
     # Checked before the file is read whole: /dev/zero or a huge object cannot fill the memory.
     model_max_bytes: int = DEFAULT_MODEL_MAX_BYTES
     max_body_bytes: int = MAX_BODY_BYTES
+    # A body shorter than its Content-Length, or a chunked body that stalls, would otherwise
+    # hold its request (and its share of the concurrency) until Cloud Run's request timeout.
+    # Ten seconds: the default 1 MiB body arrives in that time at 1 Mbit/s, and a prediction's
+    # body of a few hundred bytes arrives with its headers.
+    body_read_timeout: float = DEFAULT_BODY_READ_TIMEOUT
     # The fraction of answered predictions logged with their rows, answers and model version.
     prediction_log_rate: float = DEFAULT_PREDICTION_LOG_RATE
     # Only used to attach Cloud Logging traces to log entries.
@@ -60,6 +71,15 @@ class Settings:
                 environ, "MODEL_LOAD_TIMEOUT", DEFAULT_MODEL_LOAD_TIMEOUT
             ),
             model_max_bytes=_positive_int(environ, "MODEL_MAX_BYTES", DEFAULT_MODEL_MAX_BYTES),
+            max_body_bytes=_number(
+                environ, "MAX_BODY_BYTES", MAX_BODY_BYTES, int,
+                lambda v: 1 <= v <= MAX_BODY_BYTES_CEILING,
+                f"a whole number of bytes from 1 to {MAX_BODY_BYTES_CEILING} (Cloud Run's own "
+                "limit on a request)",
+            ),  # fmt: skip
+            body_read_timeout=_positive_float(
+                environ, "BODY_READ_TIMEOUT", DEFAULT_BODY_READ_TIMEOUT
+            ),
             prediction_log_rate=_fraction(
                 environ, "PREDICTION_LOG_RATE", DEFAULT_PREDICTION_LOG_RATE
             ),

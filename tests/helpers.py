@@ -18,6 +18,8 @@ from bench.processes import BIN, free_port, process
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 FUNCTIONS_FRAMEWORK = str(BIN / "functions-framework")
+# The Dockerfile's CMD, with this environment's interpreter, on loopback.
+SERVER_COMMAND = [str(BIN / "python"), "-m", "function.server", "--host=127.0.0.1"]
 
 SEED_REQUEST = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 SEED_SETOSA_PROBABILITY = 0.9768459539213016
@@ -35,6 +37,8 @@ SERVICE_VARIABLES = (
     "MODEL_LOAD_TIMEOUT",
     "MODEL_MAX_BYTES",
     "PREDICTION_LOG_RATE",
+    "MAX_BODY_BYTES",
+    "BODY_READ_TIMEOUT",
     "STORAGE_EMULATOR_HOST",
     "GOOGLE_CLOUD_PROJECT",
     "PORT",
@@ -101,9 +105,9 @@ def serve(
     port: int | None = None,
     cwd: Path = ROOT,
 ) -> Iterator[Server]:
-    """Runs the service as a real process (functions-framework by default) until the block ends."""
+    """Runs the service as a real process (as the container's CMD by default) until the block ends."""
     port = port or free_port()
-    command = list(command or [FUNCTIONS_FRAMEWORK, "--target=predict", "--host=127.0.0.1"])
+    command = list(command or SERVER_COMMAND)
     full_env = {
         **{k: v for k, v in os.environ.items() if k not in SERVICE_VARIABLES},
         "PORT": str(port),

@@ -62,9 +62,21 @@ def test_a_row_whose_answer_is_not_finite_fails_alone_in_its_batch(model_file):
 
     assert sizes[len(rows)] == before + 1  # one model run for the eight rows
     assert got[3][0] == 422 and got[3][1]["error"].startswith(NOT_FINITE)
-    assert [status for status, _ in got[:3] + got[4:]] == [200] * 7
-    assert compare(alone, got, "float64")["rows_differing"] == 0
-    assert compare(alone, got, "float64")["max_ulp"] <= ULP_TOLERANCE
+    assert got[3] == alone[3]
+    others, others_alone = got[:3] + got[4:], alone[:3] + alone[4:]
+    assert [status for status, _ in others] == [200] * 7
+    assert compare(others_alone, others, "float64")["rows_differing"] == 0
+    assert compare(others_alone, others, "float64")["max_ulp"] <= ULP_TOLERANCE
+
+
+def test_agreement_counts_only_answers_not_identical_errors():
+    error = (422, {"error": "the row: expected the model to give finite probabilities"})
+    answer = (200, {"setosa_probability": 0.5, "target": "setosa"})
+
+    with pytest.raises(ValueError, match="row 1: expected a 200 alone and batched, got 422 alone and 422"):
+        compare([answer, error], [answer, error], "float64")
+    with pytest.raises(ValueError, match="row 0: expected a 200 alone and batched, got 200 alone and 422"):
+        compare([answer], [error], "float64")
 
 
 @pytest.fixture
@@ -90,7 +102,8 @@ def test_a_row_the_graph_refuses_fails_alone_and_its_neighbours_are_answered(dro
     assert coalescer.rerun_alone == len(rows)
     assert got[2][0] != 200 and got[2] == alone[2]  # as it fails when sent alone
     assert [status for status, _ in got[:2] + got[3:]] == [200] * 5
-    assert compare(alone, got, "float64") == {"rows_differing": 0, "max_ulp": 0, "max_abs": 0.0}
+    others, others_alone = got[:2] + got[3:], alone[:2] + alone[3:]
+    assert compare(others_alone, others, "float64") == {"rows_differing": 0, "max_ulp": 0, "max_abs": 0.0}
 
 
 def test_a_request_cancelled_while_waiting_leaves_the_others_their_answers(model_file):

@@ -35,7 +35,24 @@ def test_serves_the_model_from_a_gs_uri(make_client, gcs_bucket, model_file):
 
     assert response.status_code == 200
     assert response.json()["setosa_probability"] == pytest.approx(SEED_SETOSA_PROBABILITY, abs=1e-6)
-    assert client.get("/").json()["uri"] == f"gs://{gcs_bucket.name}/iris/model.onnx"
+
+
+@pytest.mark.parametrize(
+    "path", ["/", "/openapi.json", "/readyz", "/v2", "/v2/health/ready", "/v2/models/{name}",
+             "/v2/models/{name}/versions/{version}", "/v2/models/{name}/ready", "/docs"],
+)  # fmt: skip
+def test_no_route_shows_where_the_model_is_stored(make_client, gcs_bucket, model_file, path):
+    gcs_bucket.blob("secret-path/iris/model.onnx").upload_from_filename(str(model_file))
+    client = make_client(MODEL_URI=f"gs://{gcs_bucket.name}/secret-path/iris/model.onnx")
+    assert predict(client).status_code == 200
+
+    model = client.get("/").json()
+
+    response = client.get(path.format(name=model["name"], version=model["version"]))
+
+    assert response.status_code == 200
+    for leak in ("gs://", gcs_bucket.name, "secret-path", "model.onnx"):
+        assert leak not in response.text, (path, leak)
 
 
 def test_serves_the_model_under_a_load_timeout_longer_than_any_clock_counts(make_client, gcs_bucket, model_file):

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from bench.processes import free_port, storage_emulator
 from bench.run import rss_mb
 from function.app import VERSION_HEADER
+from function.server import MAX_HEAD_BYTES, MAX_HEADERS
 from function.settings import MAX_BODY_BYTES
 from tests.helpers import SEED_REQUEST, serve, wait_until_ready
 
@@ -253,3 +254,129 @@ def test_a_model_replaced_while_serving_keeps_the_loaded_version(tmp_path, gcs_b
     with serve(env, tmp_path / "restarted.log") as restarted:
         fresh = requests.post(f"{restarted.url}/inference/", json=SEED_REQUEST, timeout=30)
     assert fresh.headers[VERSION_HEADER] != first.headers[VERSION_HEADER]
+
+
+BODY_READ_TIMEOUT = 1.0
+
+
+@pytest.fixture(scope="module")
+def impatient_server(tmp_path_factory, model_file):
+    env = {"MODEL_URI": str(model_file), "BODY_READ_TIMEOUT": str(BODY_READ_TIMEOUT)}
+    with serve(env, tmp_path_factory.mktemp("impatient") / "server.log") as running:
+        yield running
+
+
+STALLED_BODIES = {
+    "shorter than its Content-Length": (
+        b"POST /inference/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n",
+        b'{"sepal_length": 5.1',
+    ),
+    "a chunk that never ends": (
+        b"POST /inference/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"ffffffffffffffff\r\n" + b'{"sepal_length": 5.1',
+    ),
+    "chunks that stop coming": (
+        b"POST /v2/models/iris/infer HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"4\r\n{\"in\r\n",
+    ),
+}
+
+
+@pytest.mark.parametrize("head, body", STALLED_BODIES.values(), ids=STALLED_BODIES)
+def test_a_body_that_stops_arriving_is_a_408_that_closes_the_connection(impatient_server, head, body):
+    started = time.monotonic()
+    with raw_request(impatient_server.url, head, body) as sock:
+        received = b""
+        while chunk := sock.recv(65536):  # ends when the server closes; a timeout fails the test
+            received += chunk
+    waited = time.monotonic() - started
+
+    status, _, rest = received.partition(b"\r\n")
+    headers, _, answer = rest.partition(b"\r\n\r\n")
+    assert status == b"HTTP/1.1 408 Request Timeout"
+    assert b"\r\nconnection: close" in b"\r\n" + headers.lower()
+    assert json.loads(answer)["error"] == f"expected the whole body within {BODY_READ_TIMEOUT:g} s of the headers, got only part of it"
+    # Cut by the deadline (checked four times per timeout; loose for a busy machine), long
+    # before the socket's own timeout of 10 s, let alone Cloud Run's request timeout.
+    assert BODY_READ_TIMEOUT <= waited < 8
+    assert_still_serving(impatient_server.url)
+
+
+def test_a_body_that_arrives_slowly_within_the_timeout_is_answered(impatient_server):
+    body = json.dumps(SEED_REQUEST).encode()
+    head = f"POST /inference/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+    with raw_request(impatient_server.url, head, body[:10]) as sock:
+        time.sleep(BODY_READ_TIMEOUT / 2)
+        sock.sendall(body[10:])
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+
+    assert received.startswith(b"HTTP/1.1 200 OK"), received[:300]
+    assert b'"target":"setosa"' in received
+
+
+def read_answer(sock: socket.socket) -> bytes:
+    received = b""
+    try:
+        while chunk := sock.recv(65536):  # ends when the server closes; a timeout fails the test
+            received += chunk
+    except ConnectionResetError:  # closed with some of what was sent unread: the answer came first
+        pass
+    return received
+
+
+def header_lines(count: int, size: int = 1) -> bytes:
+    return b"".join(b"X-Field-%d: %s\r\n" % (i, b"v" * size) for i in range(count))
+
+
+OVERSIZED_HEADS = {
+    "one header line over the limit": b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (MAX_HEAD_BYTES + 1) + b"\r\n\r\n",
+    "a request line over the limit": b"GET /healthz?" + b"q" * (MAX_HEAD_BYTES + 1) + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+    "headers adding up over the limit": b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + header_lines(MAX_HEADERS - 2, MAX_HEAD_BYTES // (MAX_HEADERS - 2)) + b"\r\n",
+    "one header too many": b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + header_lines(MAX_HEADERS) + b"\r\n",
+}
+
+
+@pytest.mark.parametrize("head", OVERSIZED_HEADS.values(), ids=OVERSIZED_HEADS)
+def test_an_oversized_request_head_is_a_431_and_the_server_keeps_serving(server, head):
+    with raw_request(server.url, head, b"") as sock:
+        received = read_answer(sock)
+
+    status, _, rest = received.partition(b"\r\n")
+    assert status == b"HTTP/1.1 431 Request Header Fields Too Large", received[:300]
+    headers, _, body = rest.partition(b"\r\n\r\n")
+    assert b"connection: close" in headers.lower()
+    assert json.loads(body)["error"].startswith("expected ")
+    assert_still_serving(server.url)
+
+
+def test_a_head_that_never_ends_is_refused_before_it_is_all_sent(server):
+    host, port = server.url.removeprefix("http://").split(":")
+    sent = 0
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Endless: ")
+        try:
+            while sent < 64 * MAX_HEAD_BYTES:  # far more than the limit; the server stops first
+                sock.sendall(b"e" * 16384)
+                sent += 16384
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        received = read_answer(sock)
+
+    assert sent < 64 * MAX_HEAD_BYTES
+    assert received.startswith(b"HTTP/1.1 431 Request Header Fields Too Large"), received[:300]
+    assert_still_serving(server.url)
+
+
+def test_a_head_within_the_limits_is_served(server):
+    size = (MAX_HEAD_BYTES - 1024) // (MAX_HEADERS - 2) - len(b"X-Field-00: \r\n")
+    head = (
+        b"POST /inference/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + header_lines(MAX_HEADERS - 4, size)
+        + b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(json.dumps(SEED_REQUEST))
+    )
+    with raw_request(server.url, head, json.dumps(SEED_REQUEST).encode()) as sock:
+        received = read_answer(sock)
+
+    assert received.startswith(b"HTTP/1.1 200 OK"), received[:300]

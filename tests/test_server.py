@@ -17,6 +17,7 @@ import requests
 
 from function.app import VERSION_HEADER
 from tests.helpers import (
+    BIN,
     ROOT,
     SEED_CURL,
     SEED_REQUEST,
@@ -62,7 +63,8 @@ def test_dockerfile_cmd_serves_on_its_port(tmp_path, model_file):
     command = json.loads(cmd)
     assert f"PORT={CONTAINER_PORT}" in " ".join(dockerfile_instruction("ENV")).split()
     assert dockerfile_instruction("EXPOSE") == [str(CONTAINER_PORT)]
-    assert command[0] == "functions-framework" and "--target=predict" in command
+    assert command[:3] == ["python", "-m", "function.server"]
+    command = [str(BIN / "python"), *command[1:]]  # this environment's interpreter
     # The container's port when it is free here; otherwise any port proves the CMD honours PORT.
     port = CONTAINER_PORT if port_is_free(CONTAINER_PORT) else free_port()
 

@@ -5,7 +5,14 @@ import subprocess
 import pytest
 
 from function.errors import ConfigError
-from function.settings import DEFAULT_MAX_BATCH_ROWS, DEFAULT_MODEL_MAX_BYTES, DEFAULT_MODEL_URI, Settings
+from function.settings import (
+    DEFAULT_BODY_READ_TIMEOUT,
+    DEFAULT_MAX_BATCH_ROWS,
+    DEFAULT_MODEL_MAX_BYTES,
+    DEFAULT_MODEL_URI,
+    MAX_BODY_BYTES,
+    Settings,
+)
 from tests.helpers import FUNCTIONS_FRAMEWORK, ROOT, free_port
 
 
@@ -17,6 +24,8 @@ def test_defaults():
     assert settings.model_max_bytes == DEFAULT_MODEL_MAX_BYTES == 256 * 1024 * 1024
     assert settings.project is None
     assert settings.prediction_log_rate == 0
+    assert settings.max_body_bytes == MAX_BODY_BYTES == 1024 * 1024
+    assert settings.body_read_timeout == DEFAULT_BODY_READ_TIMEOUT
 
 
 def test_values_are_read():
@@ -28,6 +37,12 @@ def test_values_are_read():
     assert (settings.model_uri, settings.max_batch_rows, settings.model_load_timeout, settings.model_max_bytes, settings.project, settings.prediction_log_rate) == (
         "gs://bucket/dir/model.onnx", 10, 2.5, 5_000_000, "p", 0.25,
     )  # fmt: skip
+
+
+def test_body_limits_are_read():
+    settings = Settings.from_env({"MAX_BODY_BYTES": "65536", "BODY_READ_TIMEOUT": "2.5"})
+
+    assert (settings.max_body_bytes, settings.body_read_timeout) == (65536, 2.5)
 
 
 @pytest.mark.parametrize(
@@ -49,6 +64,14 @@ def test_values_are_read():
         ("MODEL_MAX_BYTES", "256MiB"),
         ("MODEL_MAX_BYTES", "1e6"),
         ("MODEL_MAX_BYTES", "-1"),
+        ("MAX_BODY_BYTES", "0"),
+        ("MAX_BODY_BYTES", "1MiB"),
+        ("MAX_BODY_BYTES", "1e6"),
+        ("MAX_BODY_BYTES", str(32 * 1024 * 1024 + 1)),
+        ("BODY_READ_TIMEOUT", "0"),
+        ("BODY_READ_TIMEOUT", "-1"),
+        ("BODY_READ_TIMEOUT", "inf"),
+        ("BODY_READ_TIMEOUT", "a while"),
         ("PREDICTION_LOG_RATE", "-0.1"),
         ("PREDICTION_LOG_RATE", "1.5"),
         ("PREDICTION_LOG_RATE", "10%"),

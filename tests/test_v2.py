@@ -357,6 +357,16 @@ REFUSALS = [
     ("unknown key", replaced(data=[1]), ["expected only the keys ['id', 'parameters', 'inputs', 'outputs']", "['data']"]),
     ("numeric id", replaced(id=7), ['expected "id" to be a string, got 7 (number)']),
     ("parameters not an object", replaced(parameters=[]), ['expected "parameters" to be an object']),
+    # Parameters as the protocol defines them, flat and bounded, wherever a request may carry them.
+    ("parameter an object", replaced(parameters={"a": {}}), ["the request: expected parameter 'a' to be a string, a number or a boolean, got {} (object)"]),
+    ("parameter an array", replaced(parameters={"a": [1]}), ["the request: expected parameter 'a' to be a string, a number or a boolean, got [1] (array)"]),
+    ("parameter null", replaced(parameters={"a": None}), ["expected parameter 'a' to be a string, a number or a boolean, got null"]),
+    ("too many parameters", replaced(parameters={f"p{i}": i for i in range(65)}), ['the request: expected at most 64 "parameters", got 65']),
+    ("long parameter name", replaced(parameters={"n" * 129: 1}), ['expected "parameters" named in at most 128 characters, got 129']),
+    ("long parameter string", replaced(parameters={"a": "s" * 1025}), ["expected parameter 'a' to be a string of at most 1024 characters, got 1025"]),
+    ("tensor parameter nested", with_tensor(1, parameters={"content_type": {"x": 1}}), ["input 'sepal_width': expected parameter 'content_type' to be a string, a number or a boolean, got {\"x\": 1} (object)"]),
+    ("tensor parameters too many", with_tensor(0, parameters={f"p{i}": True for i in range(65)}), ['input \'sepal_length\': expected at most 64 "parameters", got 65']),
+    ("output parameter nested", replaced(outputs=[{"name": "label", "parameters": {"a": [[]]}}]), ["outputs[0]: expected parameter 'a' to be a string, a number or a boolean, got [[]] (array)"]),
     ("tensor not an object", lambda body: {**body, "inputs": [*body["inputs"], 5]}, ['inputs[4]: expected a tensor object with a "name"']),
     ("missing tensor", lambda body: {**body, "inputs": body["inputs"][1:]}, ["expected one input tensor per feature", "missing ['sepal_length']"]),
     ("unexpected tensor", lambda body: {**body, "inputs": [*body["inputs"], {**body["inputs"][0], "name": "colour"}]}, ["unexpected ['colour']"]),
@@ -400,6 +410,18 @@ def test_a_malformed_request_is_a_400_saying_what_was_expected(client, case, cha
     assert list(response.json()) == ["error"]
     for word in words:
         assert word in response.json()["error"]
+
+
+def test_parameters_at_their_bounds_are_answered(client):
+    flat = {f"p{i:02d}" + "n" * 125: ("s" * 1024, 1.5, -3, True)[i % 4] for i in range(64)}
+    body = iris_request(parameters=flat, outputs=[{"name": "label", "parameters": flat}])
+    for tensor in body["inputs"]:
+        tensor["parameters"] = flat
+
+    response = infer(client, body)
+
+    assert response.status_code == 200, response.text
+    assert list(outputs_of(response)) == [LABEL_OUTPUT]
 
 
 def test_a_request_for_binary_outputs_that_asks_for_json_ones_too_is_answered(client):

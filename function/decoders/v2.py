@@ -51,6 +51,23 @@ JSON_TENSORS_ONLY = (
     "outputs=[InferRequestedOutput(name, binary_data=False), ...] naming the outputs wanted"
 )
 REQUEST_SCHEMA = "V2InferRequest"
+# The protocol's parameters: `$parameter = $string : $string | $number | $boolean`. The bounds
+# are this service's: far above what clients send (tritonclient and KServe's send one or two).
+MAX_PARAMETERS = 64
+MAX_PARAMETER_NAME_CHARS = 128
+MAX_PARAMETER_STRING_CHARS = 1024
+PARAMETER_TYPES = (str, int, float, bool)
+_NO_PARAMETERS: dict[str, Any] = {}
+PARAMETERS_SCHEMA = {
+    "type": "object",
+    "description": "Names to a string, a number or a boolean (the protocol's parameters).",
+    "maxProperties": MAX_PARAMETERS,
+    "propertyNames": {"maxLength": MAX_PARAMETER_NAME_CHARS},
+    "additionalProperties": {
+        "type": ["string", "number", "boolean"],
+        "maxLength": MAX_PARAMETER_STRING_CHARS,
+    },
+}
 
 
 def declared_datatype(feature: Feature) -> str:
@@ -105,13 +122,38 @@ def decode(payload: Any, signature: Signature, max_rows: int) -> Batch:
 
 
 def _parameters(holder: dict, where: str) -> dict:
+    """The holder's `parameters` as the protocol defines them: a flat object of names to a
+    string, a number or a boolean; bounded, so that what a client may send is no larger than
+    what any server of the protocol reads there."""
     parameters = holder.get(PARAMETERS_KEY)
     if parameters is None:
-        return {}
+        return _NO_PARAMETERS
     if type(parameters) is not dict:
         raise BadRequest(
             f'{where}: expected "{PARAMETERS_KEY}" to be an object, got {describe(parameters)}'
         )
+    if len(parameters) > MAX_PARAMETERS:
+        raise BadRequest(
+            f'{where}: expected at most {MAX_PARAMETERS} "{PARAMETERS_KEY}", got {len(parameters)}'
+        )
+    for name, value in parameters.items():
+        if len(name) > MAX_PARAMETER_NAME_CHARS:
+            raise BadRequest(
+                f'{where}: expected "{PARAMETERS_KEY}" named in at most '
+                f"{MAX_PARAMETER_NAME_CHARS} characters, got {len(name)}: {quoted(name)}"
+            )
+        kind = type(value)
+        if kind is str:
+            if len(value) > MAX_PARAMETER_STRING_CHARS:
+                raise BadRequest(
+                    f"{where}: expected parameter {quoted(name)} to be a string of at most "
+                    f"{MAX_PARAMETER_STRING_CHARS} characters, got {len(value)}"
+                )
+        elif kind not in PARAMETER_TYPES:
+            raise BadRequest(
+                f"{where}: expected parameter {quoted(name)} to be a string, a number or a "
+                f"boolean, got {describe(value)}"
+            )
     return parameters
 
 
@@ -270,7 +312,7 @@ def request_schema(signature: Signature, max_rows: int) -> tuple[dict, dict[str,
         f"number of rows N (at most {max_rows}). JSON tensors only.",
         "properties": {
             ID_KEY: {"type": "string", "description": "Echoed in the answer."},
-            PARAMETERS_KEY: {"type": "object"},
+            PARAMETERS_KEY: PARAMETERS_SCHEMA,
             INPUTS_KEY: {
                 "type": "array",
                 "items": {"oneOf": tensors},
@@ -284,7 +326,7 @@ def request_schema(signature: Signature, max_rows: int) -> tuple[dict, dict[str,
                     "type": "object",
                     "properties": {
                         "name": {"enum": list(output_names(signature))},
-                        PARAMETERS_KEY: {"type": "object"},
+                        PARAMETERS_KEY: PARAMETERS_SCHEMA,
                     },
                     "required": ["name"],
                 },
@@ -327,7 +369,7 @@ def _tensor_schema(feature: Feature, max_rows: int) -> dict[str, Any]:
                 "minItems": 1,
                 "maxItems": max_rows,
             },
-            PARAMETERS_KEY: {"type": "object"},
+            PARAMETERS_KEY: PARAMETERS_SCHEMA,
         },
         "required": ["name", "datatype", "shape", "data"],
         "additionalProperties": False,
