@@ -37,7 +37,7 @@ from secure_endpoint.plan import (
     STABLE,
     Arm,
 )
-from secure_endpoint.settings import EndpointSettings
+from secure_endpoint.settings import DEFAULT_MAX_BODY_BYTES, SERVICE_MEMORY_MIB, EndpointSettings
 
 CONTAINER_PORT = 5000
 READY_PATH = "/readyz"
@@ -161,13 +161,20 @@ class ServingBackend(Construct):
                                 if settings.prediction_log_rate
                                 else []
                             ),
+                            *(
+                                [CloudRunV2ServiceTemplateContainersEnv(
+                                    name="MAX_BODY_BYTES", value=str(settings.max_body_bytes)
+                                )]
+                                if settings.max_body_bytes != DEFAULT_MAX_BODY_BYTES
+                                else []
+                            ),
                         ],
                         resources=CloudRunV2ServiceTemplateContainersResources(
                             # CPU only while serving: the service does no background work, and
                             # request-based billing is what a scale-to-zero endpoint wants.
                             cpu_idle=True,
                             startup_cpu_boost=True,
-                            limits={"cpu": "1", "memory": "512Mi"},
+                            limits={"cpu": "1", "memory": f"{SERVICE_MEMORY_MIB}Mi"},
                         ),
                         # /readyz loads the model, so an instance takes traffic only once it can answer.
                         startup_probe=CloudRunV2ServiceTemplateContainersStartupProbe(

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from function import capacity
 from secure_endpoint import exposure, grammar
 from secure_endpoint.allowlist import CHECK_IP_URL, AllowlistError, Network, parse_allowlist
 from secure_endpoint.allowlist_file import (
@@ -29,6 +30,12 @@ REPOSITORY = "inference-on-secure-cloud-run"
 # about 0.06 ms each: 80 requests in flight keep a saturated instance's queue near 5 ms.
 DEFAULT_CONCURRENCY = 80
 DEFAULT_MAX_INSTANCES = 3
+# The service's memory, and the most of it the worst requests the limits admit may take
+# (function.capacity, measured): CONCURRENCY and MAX_BODY_BYTES are checked together against it.
+SERVICE_MEMORY_MIB = 512
+# The service's own default and ceiling (function/settings.py); a test keeps them equal.
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+MAX_BODY_BYTES_CEILING = 32 * 1024 * 1024
 # The canary's share of requests, in percent: at 0 or 100 one of the two services would get none.
 CANARY_PERCENT_MIN, CANARY_PERCENT_MAX = 1, 99
 # A throttle rule's threshold count runs from 1 to 1,000,000 (Cloud Armor's rate limiting
@@ -125,6 +132,13 @@ CONCURRENCY = Setting(
     "CONCURRENCY", "requests one instance handles at once, 1 to 1000", whole_number(1, 1000),
     DEFAULT_CONCURRENCY,
 )  # fmt: skip
+MAX_BODY_BYTES = Setting(
+    "MAX_BODY_BYTES",
+    f"passed to the service: the most bytes of a request body, 1 to {MAX_BODY_BYTES_CEILING} "
+    f"(Cloud Run's own limit); with `CONCURRENCY`, the worst case must fit in the service's "
+    f"{SERVICE_MEMORY_MIB} MiB",
+    whole_number(1, MAX_BODY_BYTES_CEILING), DEFAULT_MAX_BODY_BYTES,
+)  # fmt: skip
 DELETION_PROTECTION = Setting(
     "DELETION_PROTECTION", "`true` makes Terraform refuse to delete the service; keep it `false` "
     "while you may `make destroy`", boolean, False,
@@ -159,7 +173,7 @@ PREDICTION_LOG_RATE = Setting(
 # In the order the reference lists them.
 SETTINGS = (
     PROJECT_ID, REGION, ALLOWED_IP_RANGES, ALLOWLIST_FILE, MODEL_URI, IMAGE, DOMAIN, PREVIOUS_DOMAIN, IPV6,
-    TF_STATE_BUCKET, MIN_INSTANCES, MAX_INSTANCES, CONCURRENCY, DELETION_PROTECTION, WAF_RULES,
+    TF_STATE_BUCKET, MIN_INSTANCES, MAX_INSTANCES, CONCURRENCY, MAX_BODY_BYTES, DELETION_PROTECTION, WAF_RULES,
     RATE_LIMIT_PER_MINUTE, CANARY_MODEL_URI, CANARY_PERCENT, PREDICTION_LOG_RATE,
     *exposure.SETTINGS,
 )  # fmt: skip
@@ -179,6 +193,7 @@ class EndpointSettings:
     min_instances: int = 0
     max_instances: int = DEFAULT_MAX_INSTANCES
     concurrency: int = DEFAULT_CONCURRENCY
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     deletion_protection: bool = False
     waf_rules: bool = True
     rate_limit_per_minute: int | None = None
@@ -246,6 +261,7 @@ class EndpointSettings:
             min_instances=values["MIN_INSTANCES"],
             max_instances=values["MAX_INSTANCES"],
             concurrency=values["CONCURRENCY"],
+            max_body_bytes=values["MAX_BODY_BYTES"],
             deletion_protection=values["DELETION_PROTECTION"],
             waf_rules=values["WAF_RULES"],
             rate_limit_per_minute=values["RATE_LIMIT_PER_MINUTE"] or None,
@@ -337,8 +353,24 @@ def _check_together(read: Reading, values: dict) -> None:
     low, high = values["MIN_INSTANCES"], values["MAX_INSTANCES"]
     if read.good("MIN_INSTANCES", "MAX_INSTANCES") and high < low:
         read.refuse("MAX_INSTANCES", f"expected at least MIN_INSTANCES ({low}), got {high}")
+    _check_memory(read, values["CONCURRENCY"], values["MAX_BODY_BYTES"])
     _check_previous_domain(read, values["DOMAIN"], values["PREVIOUS_DOMAIN"])
     _check_canary(read, values)
+
+
+def _check_memory(read: Reading, concurrency: int, max_body_bytes: int) -> None:
+    """Refuses a CONCURRENCY and MAX_BODY_BYTES whose worst requests could exceed the memory."""
+    if not read.good("CONCURRENCY", "MAX_BODY_BYTES"):
+        return
+    memory = SERVICE_MEMORY_MIB * capacity.MIB
+    if not capacity.fits(concurrency, max_body_bytes, memory):
+        worst = capacity.worst_case_bytes(concurrency, max_body_bytes) / capacity.MIB
+        read.refuse(
+            "CONCURRENCY",
+            f"with MAX_BODY_BYTES={max_body_bytes}, {concurrency} requests in flight could take "
+            f"{worst:.0f} MiB of the service's {SERVICE_MEMORY_MIB} MiB (at most "
+            f"{1 - capacity.HEADROOM:.0%} of it): lower CONCURRENCY or MAX_BODY_BYTES",
+        )
 
 
 def _check_previous_domain(read: Reading, domain: str | None, previous: str | None) -> None:
