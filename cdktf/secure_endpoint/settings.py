@@ -12,6 +12,7 @@ from secure_endpoint.allowlist import CHECK_IP_URL, AllowlistError, Network, par
 from secure_endpoint.declared import Reading, Setting, SettingsError, boolean, fraction, whole_number
 from secure_endpoint.grammar import Invalid, bucket_of
 from secure_endpoint.image import tag_warning
+from secure_endpoint.training_settings import TRAINING_SETTINGS, TrainingSettings, read_training
 
 __all__ = ["SETTINGS", "STACK_NAME", "EndpointSettings", "SettingsError", "bucket_of"]
 
@@ -129,6 +130,7 @@ SETTINGS = (
     PROJECT_ID, REGION, ALLOWED_IP_RANGES, MODEL_URI, IMAGE, DOMAIN, PREVIOUS_DOMAIN, IPV6,
     TF_STATE_BUCKET, MIN_INSTANCES, MAX_INSTANCES, CONCURRENCY, DELETION_PROTECTION, WAF_RULES,
     RATE_LIMIT_PER_MINUTE, CANARY_MODEL_URI, CANARY_PERCENT, PREDICTION_LOG_RATE,
+    *TRAINING_SETTINGS,
 )  # fmt: skip
 
 
@@ -153,6 +155,8 @@ class EndpointSettings:
     canary_percent: int | None = None
     # Passed to both services: the fraction of predictions each logs with its rows and answer.
     prediction_log_rate: float = 0.0
+    # The training job and its schedule (TRAIN_JOB=true); None: neither.
+    training: TrainingSettings | None = None
 
     def as_json(self) -> dict:
         """Every setting as JSON values: what a synthesized output was made from."""
@@ -168,10 +172,15 @@ class EndpointSettings:
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "EndpointSettings":
         """The settings, or one SettingsError naming every bad or missing one."""
         read = Reading(environ)
-        values = {setting.name: read(setting) for setting in SETTINGS}
+        values = {setting.name: read(setting) for setting in SETTINGS if setting not in TRAINING_SETTINGS}
         _check_together(read, values)
-        read.done()
         project_id, region = values["PROJECT_ID"], values["REGION"]
+        training = read_training(
+            read,
+            default_image=f"{region}-docker.pkg.dev/{project_id}/{REPOSITORY}/inference-train:latest",
+            model_uri=values["MODEL_URI"],
+        )
+        read.done()
         return cls(
             project_id=project_id,
             region=region,
@@ -192,6 +201,7 @@ class EndpointSettings:
             canary_model_uri=values["CANARY_MODEL_URI"],
             canary_percent=values["CANARY_PERCENT"],
             prediction_log_rate=values["PREDICTION_LOG_RATE"],
+            training=training,
         )
 
     def warnings(self) -> list[str]:
