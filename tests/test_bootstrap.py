@@ -72,7 +72,7 @@ def test_every_api_the_endpoint_and_the_build_call_is_enabled_and_left_on(bootst
     assert {s["service"] for s in services} == set(APIS)
     assert set(APIS) >= {
         f"{api}.googleapis.com"
-        for api in ("run", "compute", "iam", "artifactregistry", "cloudbuild", "storage",
+        for api in ("run", "compute", "iam", "artifactregistry", "cloudbuild", "storage", "cloudscheduler",
                     "cloudresourcemanager", "serviceusage", "logging")
     }  # fmt: skip
     assert all(s["disable_on_destroy"] is False for s in services)
