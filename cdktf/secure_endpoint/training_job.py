@@ -41,8 +41,9 @@ CREATOR_ROLE = "roles/storage.objectCreator"
 # storage.objects.get and .list; listing is judged on the bucket, not an object, so under a
 # condition on object names it is never granted.
 READER_ROLE = "roles/storage.objectViewer"
-# run.jobs.run on this job, nothing else: the narrowest predefined role that starts an execution
-# (roles/run.jobsExecutor adds reading jobs and executions; overrides need run.jobs.runWithOverrides).
+# run.jobs.run (and run.routes.invoke, which a job has no use for) on this job only: the narrowest
+# predefined role that starts an execution. roles/run.jobsExecutor adds cancelling executions;
+# running with overrides needs run.jobs.runWithOverrides, which neither holds.
 RUNNER_ROLE = "roles/run.invoker"
 JOB_ACCOUNT_ID = f"{JOB_NAME}-run"
 SCHEDULER_ACCOUNT_ID = f"{JOB_NAME}-sched"
