@@ -29,9 +29,10 @@ FULL = {
 PUBLISHED_URI = "gs://demo-models/models/iris/cd827946f6342979/model.onnx"
 DIGEST = "sha256:" + "ab" * 32
 BUCKET_ROLES = ("google_storage_bucket_iam_member", "google_storage_bucket_iam_binding")
+# In single quotes: `cdktn synth --hcl` would write double quotes unescaped.
 MODELS_AND_JOBS = (
-    'resource.name.startsWith("projects/_/buckets/demo-models/objects/models/") || '
-    'resource.name.startsWith("projects/_/buckets/demo-models/objects/jobs/")'
+    "resource.name.startsWith('projects/_/buckets/demo-models/objects/models/') || "
+    "resource.name.startsWith('projects/_/buckets/demo-models/objects/jobs/')"
 )
 
 
@@ -166,7 +167,7 @@ def test_the_jobs_account_reads_the_production_model_by_name_when_it_lies_elsewh
 
     assert production["role"] == "roles/storage.objectViewer"
     assert production["bucket"] == "demo-models"
-    assert production["condition"]["expression"] == 'resource.name == "projects/_/buckets/demo-models/objects/model.onnx"'
+    assert production["condition"]["expression"] == "resource.name == 'projects/_/buckets/demo-models/objects/model.onnx'"
 
     published = synth(**JOB, MODEL_URI=PUBLISHED_URI)
     titles = [g.get("condition", {}).get("title") for _, g in grants_to(published, account_member(published, "inference-train-run"))]
@@ -180,7 +181,7 @@ def test_a_production_model_in_another_bucket_is_readable_there_and_nothing_else
 
     assert {g["bucket"] for _, g in grants} == {"p-models", "prod-models"}
     (other,) = [g for _, g in grants if g["bucket"] == "prod-models"]
-    assert other["condition"]["expression"] == 'resource.name == "projects/_/buckets/prod-models/objects/iris/model.onnx"'
+    assert other["condition"]["expression"] == "resource.name == 'projects/_/buckets/prod-models/objects/iris/model.onnx'"
 
 
 def test_the_jobs_account_can_neither_administer_nor_delete_nor_list_models(synth):

@@ -1,7 +1,5 @@
 """The training job on Cloud Run Jobs, what it may touch, and what starts it on a schedule."""
 
-import json
-
 from cdktn_provider_google.cloud_run_v2_job import (
     CloudRunV2Job,
     CloudRunV2JobTemplate,
@@ -56,17 +54,25 @@ def object_resource(bucket: str, name: str = "") -> str:
     return f"projects/_/buckets/{bucket}/objects/{name}"
 
 
+def cel_string(text: str) -> str:
+    """A CEL string literal in single quotes: `cdktn synth --hcl` writes double quotes unescaped.
+    Bucket and plain object names (secure_endpoint.grammar) hold neither quote nor backslash."""
+    if "'" in text or "\\" in text:
+        raise ValueError(f"expected a bucket or plain object name, got {text!r}")
+    return f"'{text}'"
+
+
 def under_prefixes(bucket: str, prefixes: tuple[str, ...]) -> str:
     """CEL: the request's object lies under one of the prefixes of `bucket`."""
     return " || ".join(
-        f"resource.name.startsWith({json.dumps(object_resource(bucket, prefix))})" for prefix in prefixes
+        f"resource.name.startsWith({cel_string(object_resource(bucket, prefix))})" for prefix in prefixes
     )
 
 
 def is_object(uri: str) -> str:
     bucket = bucket_of(uri)
     name = uri.removeprefix(f"{GCS_SCHEME}{bucket}/")
-    return f"resource.name == {json.dumps(object_resource(bucket, name))}"
+    return f"resource.name == {cel_string(object_resource(bucket, name))}"
 
 
 class TrainingJob(Construct):
