@@ -72,7 +72,7 @@ def test_every_api_the_endpoint_and_the_build_call_is_enabled_and_left_on(bootst
     assert {s["service"] for s in services} == set(APIS)
     assert set(APIS) >= {
         f"{api}.googleapis.com"
-        for api in ("run", "compute", "iam", "artifactregistry", "cloudbuild", "storage",
+        for api in ("run", "compute", "iam", "artifactregistry", "cloudbuild", "storage", "cloudscheduler",
                     "cloudresourcemanager", "serviceusage", "logging")
     }  # fmt: skip
     assert all(s["disable_on_destroy"] is False for s in services)
@@ -222,17 +222,24 @@ def test_bootstrap_without_a_model_bucket_says_which_setting_is_missing():
         BootstrapSettings.from_env({"PROJECT_ID": "p"})
 
 
-def test_cloudbuild_builds_the_default_image_as_the_build_account_logging_to_cloud_logging_only():
+def test_cloudbuild_builds_the_default_images_as_the_build_account_logging_to_cloud_logging_only():
     config = yaml.safe_load((ROOT / "cloudbuild.yaml").read_text())
     substitutions = config["substitutions"]
-    (image,) = config["images"]
+    image, train_image = config["images"]
 
-    built = image.replace("$PROJECT_ID", "p")
-    for name, value in substitutions.items():
-        built = built.replace(f"${{{name}}}", value)
-    assert built == EndpointSettings.from_env(BASE_ENV).image
+    def built(image: str) -> str:
+        image = image.replace("$PROJECT_ID", "p")
+        for name, value in substitutions.items():
+            image = image.replace(f"${{{name}}}", value)
+        return image
+
+    settings = EndpointSettings.from_env({**BASE_ENV, "TRAIN_JOB": "true"})
+    assert built(image) == settings.image
+    assert built(train_image) == settings.training.image
     assert substitutions["_REPOSITORY"] == REPOSITORY
-    assert f"--tag={image}" in config["steps"][0]["args"]
+    serving, training = config["steps"]
+    assert f"--tag={image}" in serving["args"] and not any("--file" in a for a in serving["args"])
+    assert f"--tag={train_image}" in training["args"] and "--file=Dockerfile.train" in training["args"]
     assert config["serviceAccount"] == (
         f"projects/$PROJECT_ID/serviceAccounts/{BUILD_ACCOUNT_ID}@$PROJECT_ID.iam.gserviceaccount.com"
     )

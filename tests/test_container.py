@@ -95,3 +95,53 @@ def test_the_dev_lock_is_the_tested_set_and_agrees_with_the_image():
     assert dev == serving_lock.render_dev()
     assert pins(serving_lock.LOCK.read_text()) <= pins(dev)
     assert "\nscipy==" in dev, "the training side's transitive packages are locked too"
+
+
+# The training job's image (Dockerfile.train): the same checks, against its own lock.
+TRAIN_DOCKERFILE = ROOT / "Dockerfile.train"
+
+
+def train_instruction(keyword: str) -> list[str]:
+    text = TRAIN_DOCKERFILE.read_text().replace("\\\n", " ")
+    return [line[len(keyword) + 1 :].strip() for line in text.splitlines() if line.startswith(keyword + " ")]
+
+
+def test_hadolint_finds_nothing_in_the_training_image():
+    result = subprocess.run(
+        [str(BIN / "hadolint"), TRAIN_DOCKERFILE.name], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_training_image_shares_the_services_base_runs_as_non_root_and_runs_the_job():
+    (base,) = train_instruction("FROM")
+    (user,) = train_instruction("USER")
+    (command,) = train_instruction("CMD")
+
+    assert base == dockerfile_instruction("FROM")[0]
+    assert user not in ("root", "0")
+    assert command == '["python", "-m", "training.job"]'
+
+
+def test_the_training_image_installs_exactly_its_locked_set_before_the_code():
+    copies = train_instruction("COPY")
+    (run,) = [line for line in train_instruction("RUN") if "pip install" in line]
+
+    assert copies[0] == "requirements-train.lock ."
+    assert set(copies[1:]) == {"function/ function/", "training/ training/"}
+    assert "--no-deps -r requirements-train.lock" in run and "pip check" in run
+
+
+@pytest.mark.parametrize("path", ["requirements-train.lock", "training/job.py", "training/examples/churn.py"])
+def test_build_context_keeps_what_the_training_image_copies(path):
+    assert not excluded_by_dockerignore(path)
+
+
+def test_the_training_lock_is_the_tested_set_with_the_trainers_and_agrees_with_the_others():
+    locked = serving_lock.TRAIN_LOCK.read_text()
+    pins = lambda text: {line for line in text.splitlines() if "==" in line}  # noqa: E731
+
+    assert locked == serving_lock.render_train()
+    assert {"scikit-learn", "skl2onnx", "onnx", "pandas"} <= {line.split("==")[0] for line in pins(locked)}
+    assert pins(serving_lock.LOCK.read_text()) <= pins(locked) <= pins(serving_lock.DEV_LOCK.read_text())

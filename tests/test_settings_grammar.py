@@ -28,6 +28,10 @@ GOOD = {
     "CANARY_MODEL_URI": "gs://demo-models/iris/v2/model.onnx", "CANARY_PERCENT": "5",
     "PREDICTION_LOG_RATE": "0.5", "EXPOSURE": "internal", "NETWORK": "inference-vpc",
     "SUBNET": "inference-subnet", "PROXY_SUBNET_CIDR": "10.129.0.0/23", "GLOBAL_ACCESS": "true", "MODEL_BUCKET": "demo-models", "BOOTSTRAP_STATE_IN_BUCKET": "true",
+    "TRAIN_JOB": "true", "TRAIN_IMAGE": f"europe-docker.pkg.dev/p/r/inference-train@{DIGEST}",
+    "TRAIN_ENTRYPOINT": "training.examples.churn:train", "MODEL_NAME": "churn", "METRIC": "log_loss",
+    "MIN_SCORE": "0.9", "MAX_REGRESSION": "0.02", "TRAIN_DATA_BUCKET": "demo-data", "TRAIN_CPU": "2",
+    "TRAIN_MEMORY": "4Gi", "TRAIN_TIMEOUT": "1800", "TRAIN_SCHEDULE": "0 3 * * MON",
 }  # fmt: skip
 # The issue's own example reads the deployer's credentials at plan; the others are each syntax.
 EXPRESSIONS = (

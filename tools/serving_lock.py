@@ -1,11 +1,13 @@
 """Complete dependency sets, transitive packages included, as installed in this environment.
 
     python -m tools.serving_lock            prints the serving image's set
-    python -m tools.serving_lock --write    writes requirements.lock (the serving image's set) and
+    python -m tools.serving_lock --write    writes requirements.lock (the serving image's set),
+                                            requirements-train.lock (the training image's set) and
                                             requirements-dev.lock (everything `make test` installs)
 
 requirements*.txt name what the code imports; this walks the installed distributions' own
-requirements from there. The Dockerfile installs requirements.lock with --no-deps, and the Makefile
+requirements from there. The Dockerfile installs requirements.lock with --no-deps (Dockerfile.train,
+requirements-train.lock), and the Makefile
 installs every virtualenv under requirements-dev.lock as a constraint: what is tested is what ships,
 down to the transitive packages (an unpinned scipy moves the iris model's answers in the sixth
 decimal). `make lock` rebuilds both in a fresh virtualenv after a requirements file changes.
@@ -22,6 +24,8 @@ from packaging.requirements import Requirement
 ROOT = Path(__file__).resolve().parent.parent
 REQUIREMENTS = ROOT / "requirements.txt"
 LOCK = ROOT / "requirements.lock"
+TRAIN_REQUIREMENTS = ROOT / "requirements-train.txt"
+TRAIN_LOCK = ROOT / "requirements-train.lock"
 DEV_REQUIREMENTS = ROOT / "requirements-dev.txt"
 DEV_LOCK = ROOT / "requirements-dev.lock"
 HEADER = (
@@ -77,17 +81,24 @@ def render(pins: dict[str, str], what: str = "the serving image", source: Path =
     return header + "".join(f"{name}=={version}\n" for name, version in sorted(pins.items()))
 
 
+def render_train() -> str:
+    return render(closure(requirements(TRAIN_REQUIREMENTS)), "the training image", TRAIN_REQUIREMENTS)
+
+
 def render_dev() -> str:
     return render(closure(requirements(DEV_REQUIREMENTS)), "`make test`", DEV_REQUIREMENTS)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--write", action="store_true", help=f"write {LOCK.name}, {DEV_LOCK.name}")
+    parser.add_argument(
+        "--write", action="store_true", help=f"write {LOCK.name}, {TRAIN_LOCK.name}, {DEV_LOCK.name}"
+    )
     args = parser.parse_args(argv)
     text = render(closure(requirements()))
     if args.write:
         LOCK.write_text(text)
+        TRAIN_LOCK.write_text(render_train())
         DEV_LOCK.write_text(render_dev())
     else:
         sys.stdout.write(text)

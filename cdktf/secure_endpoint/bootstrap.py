@@ -50,7 +50,8 @@ APIS = {
     "artifactregistry.googleapis.com": "the image repository",
     "cloudbuild.googleapis.com": "builds the image",
     "logging.googleapis.com": "build and service logs",
-    "run.googleapis.com": "the inference service",
+    "run.googleapis.com": "the inference service and the training job",
+    "cloudscheduler.googleapis.com": "starts the training job on TRAIN_SCHEDULE",
     "compute.googleapis.com": "load balancer, Cloud Armor, serverless NEG, certificate",
 }
 BUILD_ROLES = {

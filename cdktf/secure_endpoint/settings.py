@@ -20,6 +20,7 @@ from secure_endpoint.declared import Reading, Setting, SettingsError, boolean, f
 from secure_endpoint.grammar import Invalid, bucket_of
 from secure_endpoint.image import tag_warning
 from secure_endpoint.vpc_ranges import public_range_warning
+from secure_endpoint.training_settings import TRAINING_SETTINGS, TrainingSettings, read_training
 
 __all__ = ["SETTINGS", "STACK_NAME", "EndpointSettings", "SettingsError", "bucket_of"]
 
@@ -176,6 +177,7 @@ SETTINGS = (
     TF_STATE_BUCKET, MIN_INSTANCES, MAX_INSTANCES, CONCURRENCY, MAX_BODY_BYTES, DELETION_PROTECTION, WAF_RULES,
     RATE_LIMIT_PER_MINUTE, CANARY_MODEL_URI, CANARY_PERCENT, PREDICTION_LOG_RATE,
     *exposure.SETTINGS,
+    *TRAINING_SETTINGS,
 )  # fmt: skip
 
 
@@ -214,6 +216,8 @@ class EndpointSettings:
     @property
     def internal(self) -> bool:
         return self.exposure == exposure.INTERNAL
+    # The training job and its schedule (TRAIN_JOB=true); None: neither.
+    training: TrainingSettings | None = None
 
     def as_json(self) -> dict:
         """Every setting as JSON values: what a synthesized output was made from."""
@@ -238,6 +242,8 @@ class EndpointSettings:
         internal = exposure.is_internal(read)
         values: dict = {}
         for setting in SETTINGS:
+            if setting in TRAINING_SETTINGS:  # read_training reads them, below
+                continue
             if setting is ALLOWED_IP_RANGES:
                 setting = exposure.allowlist_setting(setting, internal, _internal_allowlist)
             values[setting.name] = read(setting)
@@ -245,8 +251,13 @@ class EndpointSettings:
                 entries = _read_allowlist_file(read, values, now, internal)
         _check_together(read, values)
         exposure.check(read, values)
-        read.done()
         project_id, region = values["PROJECT_ID"], values["REGION"]
+        training = read_training(
+            read,
+            default_image=f"{region}-docker.pkg.dev/{project_id}/{REPOSITORY}/inference-train:latest",
+            model_uri=values["MODEL_URI"],
+        )
+        read.done()
         return cls(
             project_id=project_id,
             region=region,
@@ -274,6 +285,7 @@ class EndpointSettings:
             subnet=values["SUBNET"],
             proxy_subnet_cidr=str(cidr) if (cidr := values["PROXY_SUBNET_CIDR"]) else None,
             global_access=values["GLOBAL_ACCESS"],
+            training=training,
         )
 
     def warnings(self) -> list[str]:

@@ -10,6 +10,7 @@ from secure_endpoint.internal_edge import InternalEdge, internal_outputs
 from secure_endpoint.plan import CANARY_HEADER, CANARY_HEADER_VALUE, plan_arms
 from secure_endpoint.serving import ServingBackend
 from secure_endpoint.settings import EndpointSettings
+from secure_endpoint.training_job import TrainingJob
 
 STATE_PREFIX = "inference-on-secure-cloud-run"
 SEED_REQUEST = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
@@ -40,6 +41,14 @@ class SecureEndpointStack(TerraformStack):
             internal_outputs(self, self.edge)
         else:
             self.edge = ArmoredEdge(self, "edge", settings=settings, servings=self.servings)
+        # The job gates against the stable arm's model: promoting a canary is a deploy, so the
+        # job's MODEL_URI moves with it.
+        self.training = None
+        if settings.training is not None:
+            self.training = TrainingJob(
+                self, "training", training=settings.training, region=settings.region,
+                model_uri=stable.model_uri, deletion_protection=settings.deletion_protection,
+            )  # fmt: skip
 
         endpoint = f"{self.edge.url}/inference/"
         TerraformOutput(self, "load_balancer_ip", value=self.edge.address.address)
@@ -69,3 +78,5 @@ class SecureEndpointStack(TerraformStack):
                 ),
             )
         TerraformOutput(self, "security_policy_name", value=self.edge.policy.name)
+        if self.training is not None:
+            TerraformOutput(self, "training_job_name", value=self.training.job.name)
