@@ -39,6 +39,12 @@ REFERENCE = (
     ("PREDICTION_LOG_RATE", "`0`",
      "fraction of answered predictions logged, each as one entry with the rows, the answers and "
      "the model's name and version (`0.01`: one in a hundred)"),
+    ("MAX_BODY_BYTES", f"`{MAX_BODY_BYTES}` (1 MiB)",
+     f"most bytes of a request body, at most {MAX_BODY_BYTES_CEILING} (Cloud Run's own limit); a "
+     "larger body is a 413 (the infrastructure checks it with `CONCURRENCY` against the memory)"),
+    ("BODY_READ_TIMEOUT", f"`{DEFAULT_BODY_READ_TIMEOUT:g}`",
+     "seconds a body may take to arrive after its headers (the default 1 MiB arrives in 8.4 s at "
+     "1 Mbit/s); a body that stops arriving is a 408 that closes the connection"),
     ("GOOGLE_CLOUD_PROJECT", "unset", "attaches the request's trace to log entries"),
 )  # fmt: skip
 
