@@ -20,7 +20,7 @@ DIGEST = "sha256:" + "ab" * 32
 # A good value of every declared setting: each is tried with an expression inside it.
 GOOD = {
     "PROJECT_ID": "demo-project", "REGION": "europe-west1", "ALLOWED_IP_RANGES": "203.0.113.4",
-    "ALLOWLIST_FILE": "allowlist.example.toml",
+    "ALLOWLIST_FILE": "allowlist.example.toml", "MAX_BODY_BYTES": "262144",
     "MODEL_URI": "gs://demo-models/iris/model.onnx", "IMAGE": f"europe-docker.pkg.dev/p/r/inference@{DIGEST}",
     "DOMAIN": "api.example.com", "PREVIOUS_DOMAIN": "old.example.com", "IPV6": "true",
     "TF_STATE_BUCKET": "demo-state", "MIN_INSTANCES": "1", "MAX_INSTANCES": "4", "CONCURRENCY": "10",
