@@ -221,16 +221,24 @@ class ServingBackend(Construct):
         )
 
     def _pinned_image(self, image: str) -> str:
-        """The image by digest: as given, or a tag in Artifact Registry resolved when planned."""
-        tagged = artifact_registry_image(image)
-        if tagged is None:
-            return image
-        self.image = DataGoogleArtifactRegistryDockerImage(
-            self,
-            "image",
-            project=tagged.project,
-            location=tagged.location,
-            repository_id=tagged.repository,
-            image_name=tagged.image_name,
-        )
-        return self.image.self_link
+        self.image, pinned = pinned_image(self, image)
+        return pinned
+
+
+def pinned_image(
+    scope: Construct, image: str
+) -> tuple[DataGoogleArtifactRegistryDockerImage | None, str]:
+    """The image by digest: as given, or a tag in Artifact Registry resolved when planned (the
+    data source that resolves it, under `scope` as `image`, and its digest reference)."""
+    tagged = artifact_registry_image(image)
+    if tagged is None:
+        return None, image
+    resolved = DataGoogleArtifactRegistryDockerImage(
+        scope,
+        "image",
+        project=tagged.project,
+        location=tagged.location,
+        repository_id=tagged.repository,
+        image_name=tagged.image_name,
+    )
+    return resolved, resolved.self_link

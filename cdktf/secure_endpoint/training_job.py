@@ -14,9 +14,6 @@ from cdktn_provider_google.cloud_scheduler_job import (
     CloudSchedulerJobHttpTarget,
     CloudSchedulerJobHttpTargetOauthToken,
 )
-from cdktn_provider_google.data_google_artifact_registry_docker_image import (
-    DataGoogleArtifactRegistryDockerImage,
-)
 from cdktn_provider_google.service_account import ServiceAccount
 from cdktn_provider_google.storage_bucket_iam_member import (
     StorageBucketIamMember,
@@ -25,7 +22,7 @@ from cdktn_provider_google.storage_bucket_iam_member import (
 from constructs import Construct
 
 from secure_endpoint.grammar import GCS_SCHEME, bucket_of
-from secure_endpoint.image import artifact_registry_image
+from secure_endpoint.serving import pinned_image
 from secure_endpoint.training_settings import MAX_RETRIES, SCHEDULE_TIME_ZONE, TrainingSettings
 from training.job_names import JOB_NAME, SUMMARIES_PREFIX
 
@@ -241,16 +238,5 @@ class TrainingJob(Construct):
         )
 
     def _pinned_image(self, image: str) -> str:
-        """The image by digest: as given, or a tag in Artifact Registry resolved when planned."""
-        tagged = artifact_registry_image(image)
-        if tagged is None:
-            return image
-        self.image = DataGoogleArtifactRegistryDockerImage(
-            self,
-            "image",
-            project=tagged.project,
-            location=tagged.location,
-            repository_id=tagged.repository,
-            image_name=tagged.image_name,
-        )
-        return self.image.self_link
+        self.image, pinned = pinned_image(self, image)
+        return pinned
