@@ -2,7 +2,7 @@
 
 Every body is at most the body limit and built to parse into as much Python as a body of that
 size can (lists nested a thousand deep: 32 bytes of objects a byte; objects of many keys; the
-issue's `parameters` of empty objects), sent to each route of each dialect, from `concurrency`
+a `parameters` object of empty objects), sent to each route of each dialect, from `concurrency`
 connections at once; then the same while `concurrency - 1` connections hold an upload one byte
 short of the limit (the most a request holds while it waits); then answers that echo an id as
 long as the limit allows. The figure is the worker's peak resident set (VmHWM, which no sample

@@ -15,7 +15,7 @@ instance's memory.
 
 Measured with `python -m bench.memory` (bench/memory.py): the server as the container runs it,
 on loopback, sent the worst bodies each limit allows (every route, every dialect: deep lists,
-empty objects, objects of many keys, the issue's `parameters`, the longest id echoed), by every
+empty objects, objects of many keys, a `parameters` object of empty objects, the longest id echoed), by every
 connection at once, then while all connections but one hold an upload one byte short, then with
 answers left unread; the figure is the worker's peak resident set (VmHWM in /proc) plus the
 arbiter's private pages. Peaks measured (MiB), concurrency x body limit:

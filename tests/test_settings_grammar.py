@@ -33,7 +33,7 @@ GOOD = {
     "MIN_SCORE": "0.9", "MAX_REGRESSION": "0.02", "TRAIN_DATA_BUCKET": "demo-data", "TRAIN_CPU": "2",
     "TRAIN_MEMORY": "4Gi", "TRAIN_TIMEOUT": "1800", "TRAIN_SCHEDULE": "0 3 * * MON",
 }  # fmt: skip
-# The issue's own example reads the deployer's credentials at plan; the others are each syntax.
+# The first reads the deployer's credentials at plan; the others are each syntax.
 EXPRESSIONS = (
     '${file(pathexpand("~/.config/gcloud/application_default_credentials.json"))}',
     "${var.x}",
