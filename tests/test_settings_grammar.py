@@ -28,6 +28,8 @@ GOOD = {
     "CANARY_MODEL_URI": "gs://demo-models/iris/v2/model.onnx", "CANARY_PERCENT": "5",
     "PREDICTION_LOG_RATE": "0.5", "EXPOSURE": "internal", "NETWORK": "inference-vpc",
     "SUBNET": "inference-subnet", "PROXY_SUBNET_CIDR": "10.129.0.0/23", "GLOBAL_ACCESS": "true", "MODEL_BUCKET": "demo-models", "BOOTSTRAP_STATE_IN_BUCKET": "true",
+    "LB_LOG_SAMPLE_RATE": "0.5", "ALERT_EMAIL": "oncall@example.com", "ALERT_5XX_RATIO": "0.05",
+    "ALERT_P95_MS": "2000", "ALERT_DENIALS_PER_MINUTE": "100",
 }  # fmt: skip
 # The issue's own example reads the deployer's credentials at plan; the others are each syntax.
 EXPRESSIONS = (
