@@ -92,3 +92,19 @@ def test_a_lower_log_sample_rate_reaches_every_backend_service(synth):
     backends = stack.resources("google_compute_backend_service").values()
 
     assert [b["log_config"] for b in backends] == [{"enable": True, "sample_rate": 0.25}] * 2
+
+
+@pytest.mark.parametrize(("env", "enabled"), [({}, False), ({"ALERT_EMAIL": "oncall@example.com"}, True)])
+def test_the_bootstrap_enables_the_monitoring_api_only_with_alert_email(env, enabled):
+    import json
+
+    from cdktn import App, Testing
+    from secure_endpoint.bootstrap import BootstrapStack
+    from secure_endpoint.bootstrap_settings import BOOTSTRAP_STACK, BootstrapSettings
+
+    settings = BootstrapSettings.from_env({"PROJECT_ID": "p", "MODEL_BUCKET": "p-models", **env})
+    stack = json.loads(Testing.synth(BootstrapStack(App(), BOOTSTRAP_STACK, settings=settings)))
+    services = {s["service"] for s in stack["resource"]["google_project_service"].values()}
+
+    assert ("monitoring.googleapis.com" in services) is enabled
+    assert "logging.googleapis.com" in services  # the log-based metric's API, always enabled
