@@ -64,6 +64,34 @@ PROBE_LATENCY = "monitoring.googleapis.com/uptime_check/request_latency"
 PROMQL_LB_REQUESTS = "loadbalancing_googleapis_com:https_request_count"
 
 
+def probe_name(key: str) -> str:
+    return f"{NAME} denies outsiders ({key})"
+
+
+def probe_keys(settings: EndpointSettings) -> list[str]:
+    """The probes' keys: what each one reaches (see Monitoring._probes)."""
+    return ["https-domain", "https-address"] if settings.domain else ["http-address"]
+
+
+def alert_titles(settings: EndpointSettings, *, canary: bool) -> dict[str, str]:
+    """Each alert policy's title by key; its display name is `inference: <title>`."""
+    titles = {
+        "open-door": "OPEN DOOR: a probe from outside the allowlist got an answer",
+        "probe-failing": "Probe not denied: the load balancer did not answer 403",
+        "5xx-ratio": f"5xx above {settings.alert_5xx_ratio:g} of requests",
+        "p95-latency": f"p95 latency above {settings.alert_p95_ms} ms",
+        "denials": f"Cloud Armor denies more than {settings.alert_denials_per_minute} requests a minute",
+        "model-load": "The service failed to load its model",
+    }
+    if canary:
+        titles["canary-5xx"] = "The canary answers 5xx more often than the stable model"
+    return titles
+
+
+def alert_name(title: str) -> str:
+    return f"{NAME}: {title}"
+
+
 def _filter(*terms: str) -> str:
     return " AND ".join(terms)
 
@@ -105,6 +133,7 @@ class Monitoring(Construct):
         self.probes = self._probes(settings, request)
         self.load_failures = self._load_failure_metric()
         self.policies: dict[str, MonitoringAlertPolicy] = {}
+        self.titles = alert_titles(settings, canary=CANARY in edge.backends)
         self._probe_alerts()
         self._traffic_alerts(settings)
         if CANARY in edge.backends:
@@ -119,18 +148,16 @@ class Monitoring(Construct):
         is shut whatever name a client sends."""
         body = base64.b64encode(json.dumps(request).encode()).decode()
         address = self.edge.address.address
-        if settings.domain:
-            targets = [("https-domain", settings.domain, True), ("https-address", address, False)]
-        else:
-            targets = [("http-address", address, None)]
-        return [self._probe(key, host, body, validate) for key, host, validate in targets]
+        targets = {"https-domain": (settings.domain, True), "https-address": (address, False),
+                   "http-address": (address, None)}  # fmt: skip
+        return [self._probe(key, *targets[key], body) for key in probe_keys(settings)]
 
-    def _probe(self, key: str, host: str, body: str, validate: bool | None) -> MonitoringUptimeCheckConfig:
+    def _probe(self, key: str, host: str, validate: bool | None, body: str) -> MonitoringUptimeCheckConfig:
         tls = validate is not None
         return MonitoringUptimeCheckConfig(
             self,
             f"probe-{key}",
-            display_name=f"{NAME} denies outsiders ({key})",
+            display_name=probe_name(key),
             period=PROBE_PERIOD,
             timeout=PROBE_TIMEOUT,
             selected_regions=list(CHECKER_REGIONS),
@@ -158,7 +185,6 @@ class Monitoring(Construct):
         probes = f"metric.label.check_id = one_of({ids})"
         self._alert(
             "open-door",
-            "OPEN DOOR: a probe from outside the allowlist got an answer",
             f"An uptime check from Google's checkers, which are not on the allowlist, got a 2xx "
             f"from the load balancer: Cloud Armor let an outsider through. Look at the policy's "
             f"rules now (`make verify`, `make check-ip`). The probe POSTs to {PROBE_PATH}.",
@@ -181,7 +207,6 @@ class Monitoring(Construct):
         )
         self._alert(
             "probe-failing",
-            "Probe not denied: the load balancer did not answer 403",
             "More than one checker did not get Cloud Armor's 403 for 5 minutes: the endpoint is "
             "down (5xx, timeout, TLS) or open (2xx: see the open-door alert).",
             MonitoringAlertPolicyConditionsConditionThreshold(
@@ -215,7 +240,6 @@ class Monitoring(Construct):
         )  # fmt: skip
         self._alert(
             "5xx-ratio",
-            f"5xx above {settings.alert_5xx_ratio:g} of requests",
             f"More than {settings.alert_5xx_ratio:g} of the load balancer's requests answered 5xx "
             "over 5 minutes (ALERT_5XX_RATIO). The service's logs say why.",
             MonitoringAlertPolicyConditionsConditionThreshold(
@@ -235,7 +259,6 @@ class Monitoring(Construct):
         )
         self._alert(
             "p95-latency",
-            f"p95 latency above {settings.alert_p95_ms} ms",
             f"The load balancer's 95th percentile total latency stayed above {settings.alert_p95_ms} ms "
             "for 5 minutes (ALERT_P95_MS): cold starts, a slow model, or too few instances.",
             MonitoringAlertPolicyConditionsConditionThreshold(
@@ -257,7 +280,6 @@ class Monitoring(Construct):
         )
         self._alert(
             "denials",
-            f"Cloud Armor denies more than {settings.alert_denials_per_minute} requests a minute",
             f"Cloud Armor denied more than {settings.alert_denials_per_minute} requests a minute over "
             "10 minutes (ALERT_DENIALS_PER_MINUTE): someone outside the allowlist is trying, or an "
             "allowed client's address changed (`make allowlist-diff`). The uptime checks' own "
@@ -281,7 +303,6 @@ class Monitoring(Construct):
         )
         self._alert(
             "model-load",
-            "The service failed to load its model",
             f"The service logged `{LOAD_FAILURE_MESSAGE} …` (severity ERROR): requests answer 503 "
             "until a load succeeds. The log entry's `cause` and `message` say why.",
             MonitoringAlertPolicyConditionsConditionThreshold(
@@ -335,7 +356,6 @@ class Monitoring(Construct):
         query = f"{ratio(CANARY, none_is_zero=False)} > ({ratio(STABLE, none_is_zero=True)}) + {CANARY_5XX_MARGIN}"
         self._alert(
             "canary-5xx",
-            "The canary answers 5xx more often than the stable model",
             f"Over {CANARY_WINDOW}, the canary arm's 5xx ratio exceeded the stable arm's by more than "
             f"{CANARY_5XX_MARGIN}: consider CANARY_PERCENT lower or the canary removed (docs/rollout.md).",
             None,
@@ -348,17 +368,17 @@ class Monitoring(Construct):
     def _alert(
         self,
         key: str,
-        title: str,
         explanation: str,
         threshold: MonitoringAlertPolicyConditionsConditionThreshold | None,
         *,
         severity: str,
         promql: MonitoringAlertPolicyConditionsConditionPrometheusQueryLanguage | None = None,
     ) -> None:
+        title = self.titles[key]
         self.policies[key] = MonitoringAlertPolicy(
             self,
             f"alert-{key}",
-            display_name=f"{NAME}: {title}",
+            display_name=alert_name(title),
             combiner="OR",
             severity=severity,
             conditions=[
