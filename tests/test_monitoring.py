@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from secure_endpoint.monitoring import CHECKER_REGIONS, DENIED_STATUS, LOAD_FAILURE_MESSAGE, PROBE_PATH
+from secure_endpoint.monitoring import LOAD_FAILURE_MESSAGE
+from secure_endpoint.monitoring_plan import CHECKER_REGIONS, DENIED_STATUS, PROBE_PATH
 from secure_endpoint.stack import SEED_REQUEST
 from tests.helpers import json_lines
 from tests.infra import is_reference

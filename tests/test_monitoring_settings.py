@@ -108,3 +108,12 @@ def test_the_bootstrap_enables_the_monitoring_api_only_with_alert_email(env, ena
 
     assert ("monitoring.googleapis.com" in services) is enabled
     assert "logging.googleapis.com" in services  # the log-based metric's API, always enabled
+
+
+def test_the_internal_load_balancer_samples_its_logs_at_the_same_rate(synth):
+    stack = synth(
+        EXPOSURE="internal", NETWORK="vpc", SUBNET="sub", ALLOWED_IP_RANGES="10.1.2.0/24", LB_LOG_SAMPLE_RATE="0.5"
+    )
+    (backend,) = stack.resources("google_compute_region_backend_service").values()
+
+    assert backend["log_config"] == {"enable": True, "sample_rate": 0.5}
