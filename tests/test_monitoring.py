@@ -116,13 +116,15 @@ def probe_ids(stack) -> set[str]:
 def test_the_open_door_alert_is_critical_and_fires_on_any_2xx_from_a_probe(synth, shape):
     stack = synth(**SHAPES[shape])
     alert = policy(stack, "OPEN DOOR")
-    condition = threshold(stack, "OPEN DOOR")
+    (condition,) = alert["conditions"]
+    promql = condition["condition_prometheus_query_language"]
+    (ids,) = re.findall(r'check_id=~"([^"]+)"', promql["query"])
 
     assert alert["severity"] == "CRITICAL"
-    assert 'metric.type = "monitoring.googleapis.com/uptime_check/http_status"' in condition["filter"]
-    assert 'metric.label.response_code_class = "2xx"' in condition["filter"]
-    assert set(re.findall(r'"(\$\{[^"]+\})"', condition["filter"])) == probe_ids(stack)
-    assert (condition["comparison"], condition["threshold_value"], condition["duration"]) == ("COMPARISON_GT", 0, "0s")
+    assert promql["query"].startswith("max by (check_id, checker_location) (monitoring_googleapis_com:uptime_check_http_status{")
+    assert promql["query"].endswith(") >= 200 < 300")  # the status code itself, any 2xx
+    assert set(ids.split("|")) == probe_ids(stack)
+    assert promql["duration"] == "0s"
 
 
 def test_a_failing_probe_is_an_alert_of_its_own(synth):

@@ -60,6 +60,7 @@ PROBE_STATUS = "monitoring.googleapis.com/uptime_check/http_status"
 PROBE_LATENCY = "monitoring.googleapis.com/uptime_check/request_latency"
 # The same load balancer metric as PromQL names it.
 PROMQL_LB_REQUESTS = "loadbalancing_googleapis_com:https_request_count"
+PROMQL_PROBE_STATUS = "monitoring_googleapis_com:uptime_check_http_status"
 
 
 def _filter(*terms: str) -> str:
@@ -153,26 +154,20 @@ class Monitoring(Construct):
     def _probe_alerts(self) -> None:
         ids = ", ".join(f'"{probe.uptime_check_id}"' for probe in self.probes)
         probes = f"metric.label.check_id = one_of({ids})"
+        # Check ids are letters, digits and hyphens: safe in a regular expression.
+        regex_ids = "|".join(str(probe.uptime_check_id) for probe in self.probes)
         self._alert(
             "open-door",
             f"An uptime check from Google's checkers, which are not on the allowlist, got a 2xx "
             f"from the load balancer: Cloud Armor let an outsider through. Look at the policy's "
             f"rules now (`make verify`, `make check-ip`). The probe POSTs to {PROBE_PATH}.",
-            MonitoringAlertPolicyConditionsConditionThreshold(
-                filter=_filter(
-                    f'metric.type = "{PROBE_STATUS}"', 'resource.type = "uptime_url"', probes,
-                    'metric.label.response_code_class = "2xx"',
-                ),  # fmt: skip
-                comparison="COMPARISON_GT",
-                threshold_value=0,
-                duration="0s",
-                aggregations=[
-                    MonitoringAlertPolicyConditionsConditionThresholdAggregations(
-                        alignment_period="60s", per_series_aligner="ALIGN_COUNT",
-                        cross_series_reducer="REDUCE_SUM", group_by_fields=["metric.label.check_id"],
-                    )  # fmt: skip
-                ],
-            ),
+            None,
+            # On the value, the status code itself, rather than on a status-class label.
+            promql=MonitoringAlertPolicyConditionsConditionPrometheusQueryLanguage(
+                query=f'max by (check_id, checker_location) ({PROMQL_PROBE_STATUS}{{monitored_resource='
+                f'"uptime_url",check_id=~"{regex_ids}"}}) >= 200 < 300',
+                duration="0s", evaluation_interval="60s",
+            ),  # fmt: skip
             severity="CRITICAL",
         )
         self._alert(
@@ -406,9 +401,9 @@ class Monitoring(Construct):
                   _filter(f'metric.type = "logging.googleapis.com/user/{self.load_failures.name}"',
                           'resource.type = "cloud_run_revision"'),
                   "ALIGN_DELTA", "REDUCE_SUM", ["metric.label.cause"]),
-            chart("Probes: HTTP status by class",
+            chart("Probes: HTTP status each checker got (403 expected)",
                   _filter(f'metric.type = "{PROBE_STATUS}"', 'resource.type = "uptime_url"'),
-                  "ALIGN_COUNT", "REDUCE_SUM", ["metric.label.response_code_class"]),
+                  "ALIGN_MAX", "REDUCE_MAX", ["metric.label.check_id", "metric.label.checker_location"]),
         ]  # fmt: skip
         width, height, columns = 24, 16, 48
         tiles = [
