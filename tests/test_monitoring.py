@@ -161,7 +161,7 @@ def test_the_denial_alert_counts_the_policys_blocked_requests_a_minute(synth):
     condition = threshold(stack, "Cloud Armor denies more than 300")
 
     assert f'resource.label.policy_name = "{stack.address("google_compute_security_policy", "name")}"' in condition["filter"]
-    assert "metric.label.blocked = true" in condition["filter"]
+    assert 'metric.label.blocked = "true"' in condition["filter"]
     assert condition["aggregations"][0]["per_series_aligner"] == "ALIGN_RATE"
     assert condition["threshold_value"] == 300 / 60  # ALIGN_RATE is a second's
 

@@ -252,7 +252,7 @@ class Monitoring(Construct):
             MonitoringAlertPolicyConditionsConditionThreshold(
                 filter=_filter(
                     f'metric.type = "{ARMOR_REQUESTS}"', 'resource.type = "network_security_policy"',
-                    f'resource.label.policy_name = "{self.edge.policy.name}"', "metric.label.blocked = true",
+                    f'resource.label.policy_name = "{self.edge.policy.name}"', 'metric.label.blocked = "true"',
                 ),  # fmt: skip
                 aggregations=[
                     MonitoringAlertPolicyConditionsConditionThresholdAggregations(
