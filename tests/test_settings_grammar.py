@@ -32,6 +32,8 @@ GOOD = {
     "TRAIN_ENTRYPOINT": "training.examples.churn:train", "MODEL_NAME": "churn", "METRIC": "log_loss",
     "MIN_SCORE": "0.9", "MAX_REGRESSION": "0.02", "TRAIN_DATA_BUCKET": "demo-data", "TRAIN_CPU": "2",
     "TRAIN_MEMORY": "4Gi", "TRAIN_TIMEOUT": "1800", "TRAIN_SCHEDULE": "0 3 * * MON",
+    "LB_LOG_SAMPLE_RATE": "0.5", "ALERT_EMAIL": "oncall@example.com", "ALERT_5XX_RATIO": "0.05",
+    "ALERT_P95_MS": "2000", "ALERT_DENIALS_PER_MINUTE": "100",
 }  # fmt: skip
 # The first reads the deployer's credentials at plan; the others are each syntax.
 EXPRESSIONS = (

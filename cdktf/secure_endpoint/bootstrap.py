@@ -54,6 +54,9 @@ APIS = {
     "cloudscheduler.googleapis.com": "starts the training job on TRAIN_SCHEDULE",
     "compute.googleapis.com": "load balancer, Cloud Armor, serverless NEG, certificate",
 }
+# Enabled only with ALERT_EMAIL: uptime checks, alert policies, the channel and the dashboard
+# (secure_endpoint.monitoring). Logging, which holds the log-based metric, is among APIS already.
+MONITORING_APIS = {"monitoring.googleapis.com": "uptime checks, alert policies and the dashboard (ALERT_EMAIL)"}
 BUILD_ROLES = {
     "repository": "roles/artifactregistry.writer",
     "project": "roles/logging.logWriter",
@@ -64,7 +67,7 @@ BUILD_ROLES = {
 class Bootstrap(Construct):
     """APIs, buckets, the image repository and the account that builds the image.
 
-        google_project_service × 9 (left enabled on destroy)
+        google_project_service × 9, more for EXPOSURE=internal with DOMAIN and for ALERT_EMAIL (left enabled on destroy)
               │
         time_sleep 60 s (enablement propagates; again when the list of APIs changes)
               │ every resource below depends on it and on the API it calls
@@ -95,7 +98,11 @@ class Bootstrap(Construct):
                 # anything else in the project may still use them.
                 disable_on_destroy=False,
             )
-            for api in {**APIS, **extra_apis(settings.exposure, settings.domain)}
+            for api in {
+                **APIS,
+                **extra_apis(settings.exposure, settings.domain),
+                **(MONITORING_APIS if settings.alert_email else {}),
+            }
         }
         self.apis_ready = Sleep(
             self,

@@ -14,7 +14,7 @@ from secure_endpoint import grammar
 from secure_endpoint.declared import Reading, Setting, boolean
 from secure_endpoint.grammar import Invalid, bucket_of
 from secure_endpoint.exposure import EXPOSURE, PUBLIC
-from secure_endpoint.settings import DOMAIN, MODEL_URI, PROJECT_ID, REGION, SettingsError
+from secure_endpoint.settings import ALERT_EMAIL, DOMAIN, MODEL_URI, PROJECT_ID, REGION, SettingsError
 from training.buckets import bucket_name_problem
 
 __all__ = ["BOOTSTRAP_SETTINGS", "BOOTSTRAP_STACK", "BootstrapSettings", "SettingsError"]
@@ -62,6 +62,7 @@ BOOTSTRAP_STATE_IN_BUCKET = Setting(
 # In the order the reference lists them; PROJECT_ID, REGION and MODEL_URI as the serving stack reads them.
 BOOTSTRAP_SETTINGS = (
     PROJECT_ID, REGION, MODEL_BUCKET, MODEL_URI, STATE_BUCKET, BOOTSTRAP_STATE_IN_BUCKET, EXPOSURE, DOMAIN,
+    ALERT_EMAIL,
 )  # fmt: skip
 
 
@@ -75,6 +76,8 @@ class BootstrapSettings:
     # Which APIs the serving stack will need past the public one's (internal_plan.extra_apis).
     exposure: str = PUBLIC
     domain: str | None = None
+    # Set: the Monitoring API is enabled too (bootstrap.MONITORING_APIS).
+    alert_email: str | None = None
 
     @property
     def build_source_bucket(self) -> str:
@@ -103,7 +106,7 @@ class BootstrapSettings:
                 )
         state_bucket = read(STATE_BUCKET)
         state_in_bucket = read(BOOTSTRAP_STATE_IN_BUCKET)
-        exposure, domain = read(EXPOSURE), read(DOMAIN)
+        exposure, domain, alert_email = read(EXPOSURE), read(DOMAIN), read(ALERT_EMAIL)
         if project_id is not None:
             _check_named_after_project(read, project_id, named_state=state_bucket is not None)
         read.done()
@@ -115,6 +118,7 @@ class BootstrapSettings:
             state_in_bucket=state_in_bucket,
             exposure=exposure,
             domain=domain,
+            alert_email=alert_email,
         )
 
 

@@ -114,6 +114,14 @@ def fraction(raw: str) -> float:
     return value
 
 
+def positive_fraction(raw: str) -> float:
+    """A fraction above 0 and at most 1: a threshold of 0 would hold always."""
+    value = fraction(raw) if raw.strip() else math.nan
+    if value == 0:
+        raise Invalid(f"expected a fraction above 0 and at most 1, such as 0.05, got {raw!r}")
+    return value
+
+
 def boolean(raw: str) -> bool:
     if raw.lower() in _TRUE:
         return True

@@ -157,6 +157,8 @@ class ArmoredEdge(Construct):
             advanced_options_config=ComputeSecurityPolicyAdvancedOptionsConfig(json_parsing=JSON_PARSING),
         )
 
+        # LB_LOG_SAMPLE_RATE: check-ip replays and audits see only the requests logged.
+        self.log_sample_rate = settings.lb_log_sample_rate
         self.backends = {serving.arm.role: self._backend(serving) for serving in servings}
         self.backend = self.backends[STABLE]
 
@@ -217,7 +219,7 @@ class ArmoredEdge(Construct):
             security_policy=self.policy.id,
             backend=[ComputeBackendServiceBackend(group=serving.neg.id)],
             # Each request's log entry names the Cloud Armor rule that let it through or denied it.
-            log_config=ComputeBackendServiceLogConfig(enable=True, sample_rate=1),
+            log_config=ComputeBackendServiceLogConfig(enable=True, sample_rate=self.log_sample_rate),
             # See "Order of changes" above: traffic reaches an arm only once its service is up.
             depends_on=serving.ready,
         )

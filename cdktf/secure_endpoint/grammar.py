@@ -42,6 +42,10 @@ _IMAGE = re.compile(
 )
 MAX_IMAGE_NAME = 255
 _SHA256 = re.compile(r"sha256:[0-9a-f]{64}")
+# An address a notification can go to: a plain local part (letters, digits, `.`, `_`, `+`, `-`,
+# no leading, trailing or doubled dot) at a domain. Stricter than RFC 5321 on purpose: quoted local
+# parts and `%`, `{`, `}`, `$` are refused, and none of them belongs in an on-call address.
+_EMAIL = re.compile(rf"(?=.{{3,254}}$)[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*@{_DOMAIN.pattern}")
 
 
 class Invalid(ValueError):
@@ -121,4 +125,14 @@ def image(value: str) -> str:
     digest = match["digest"]
     if digest and digest.startswith("sha256:") and not _SHA256.fullmatch(digest):
         raise Invalid(f"{expected}, a sha256 digest of 64 lowercase hex digits, got {value!r}")
+    return value
+
+
+def email(value: str) -> str:
+    """An email address for alert notifications, its domain by RFC 1123 in lowercase."""
+    if not _EMAIL.fullmatch(value):
+        raise Invalid(
+            f"expected an email address such as oncall@example.com, got {value!r}: letters, digits, "
+            "`.`, `_`, `+` and `-` before the @, a lowercase domain after it"
+        )
     return value

@@ -207,6 +207,8 @@ class InternalEdge(Construct):
             ),
         )
 
+        # LB_LOG_SAMPLE_RATE: check-ip replays and audits see only the requests logged.
+        self.log_sample_rate = settings.lb_log_sample_rate
         self.backends = {serving.arm.role: self._backend(serving, region) for serving in servings}
         self.backend = self.backends[STABLE]
 
@@ -283,7 +285,7 @@ class InternalEdge(Construct):
                     group=serving.neg.id, balancing_mode=names.BALANCING_MODE, capacity_scaler=1
                 )
             ],
-            log_config=ComputeRegionBackendServiceLogConfig(enable=True, sample_rate=1),
+            log_config=ComputeRegionBackendServiceLogConfig(enable=True, sample_rate=self.log_sample_rate),
             # Should a provider ever create it without the policy again, the apply stops here,
             # before any URL map, proxy or forwarding rule can send a request to it.
             lifecycle=TerraformResourceLifecycle(

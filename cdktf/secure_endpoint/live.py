@@ -38,6 +38,7 @@ from secure_endpoint.plan import (
     plan_rules,
 )
 from secure_endpoint import url_mask
+from secure_endpoint.live_monitoring import monitoring_drift
 from secure_endpoint.rule_drift import rule_drift
 from secure_endpoint.settings import EndpointSettings
 
@@ -65,6 +66,8 @@ class Live:
         options = {"api_endpoint": api_endpoint} if api_endpoint else None
         common = {"credentials": credentials, "transport": "rest", "client_options": options}
         self.project = project
+        self._credentials = credentials
+        self._api_endpoint = api_endpoint
         self._addresses = compute_v1.GlobalAddressesClient(**common)
         self._policies = compute_v1.SecurityPoliciesClient(**common)
         self._backends = compute_v1.BackendServicesClient(**common)
@@ -142,6 +145,40 @@ class Live:
         what = f"Cloud Run service {name} in {region}"
         return self._call(what, "roles/run.viewer", self._services.get_service, name=path)
 
+    def monitoring_list(self, field: str) -> list[dict]:
+        """Every item of a Cloud Monitoring v3 list (`uptimeCheckConfigs`, `alertPolicies`),
+        through its REST API: the client library speaks only gRPC for these."""
+        from google.auth.transport.requests import AuthorizedSession
+
+        from secure_endpoint.live_monitoring import MONITORING_API, MONITORING_ROLE
+
+        session = AuthorizedSession(self._credentials) if self._credentials is not None else None
+        url = f"{self._api_endpoint or MONITORING_API}/v3/projects/{self.project}/{field}"
+        what = f"Cloud Monitoring {field}"
+
+        def read() -> list[dict]:
+            items: list[dict] = []
+            token = None
+            while True:
+                response = session.get(url, params={"pageToken": token} if token else None, timeout=30)
+                if response.status_code in (401, 403):
+                    raise _MonitoringRefused(response.status_code)
+                if response.status_code != 200:
+                    raise LiveError(f"reading the {what} failed: HTTP {response.status_code} {response.text[:200]}")
+                body = response.json()
+                items += body.get(field, [])
+                token = body.get("nextPageToken")
+                if not token:
+                    return items
+
+        try:
+            return self._call(what, MONITORING_ROLE, read)
+        except _MonitoringRefused:
+            raise LiveError(
+                f"permission denied reading the {what} in project {self.project}: "
+                f"your account needs {MONITORING_ROLE} there"
+            ) from None
+
     def _get(self, kind: str, name: str, call, **names):
         return self._call(f"{kind} {name}", "roles/compute.viewer", call, project=self.project, **names)
 
@@ -175,6 +212,10 @@ class Live:
             raise LiveError(
                 f"reading the {what} failed: Google's API could not be reached ({error})"
             ) from None
+
+
+class _MonitoringRefused(Exception):
+    """Cloud Monitoring answered 401 or 403."""
 
 
 def _refused(reason) -> str:
@@ -379,7 +420,10 @@ def drift(live: Live, settings: EndpointSettings) -> list[str]:
     differences += _routing_drift(settings, serving_map, routing)
     map_differences, guarded = _url_map_drift(live, settings)
     differences += map_differences + _edge_drift(live, settings)
-    return differences + _second_backend_drift(live, settings, skip=guarded)
+    differences += _second_backend_drift(live, settings, skip=guarded)
+    if settings.alert_email:
+        differences += monitoring_drift(live.monitoring_list, settings)
+    return differences
 
 
 def _policy_drift(live: Live, settings: EndpointSettings) -> list[str]:

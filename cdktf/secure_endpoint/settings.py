@@ -16,7 +16,9 @@ from secure_endpoint.allowlist_file import (
     COMMAND_VARIABLE, DESTROY, Entry, load_allowlist_file, now_utc,
 )
 from secure_endpoint.cloud_ranges import CloudRangesError, check_ranges
-from secure_endpoint.declared import Reading, Setting, SettingsError, boolean, fraction, whole_number
+from secure_endpoint.declared import (
+    Reading, Setting, SettingsError, boolean, fraction, positive_fraction, whole_number,
+)
 from secure_endpoint.grammar import Invalid, bucket_of
 from secure_endpoint.image import tag_warning
 from secure_endpoint.vpc_ranges import public_range_warning
@@ -170,13 +172,49 @@ PREDICTION_LOG_RATE = Setting(
     "their rows, answers and model version, from 0 to 1",
     fraction, 0.0, shown_default="`0` (none)",
 )
+LB_LOG_SAMPLE_RATE = Setting(
+    "LB_LOG_SAMPLE_RATE",
+    "the fraction of requests the load balancer logs, from 0 to 1; `make check-ip` replays, "
+    "`make allowlist-diff` and audits see only the logged ones (docs/monitoring.md)",
+    fraction, 1.0, shown_default="`1` (every request)",
+)  # fmt: skip
+DEFAULT_ALERT_5XX_RATIO = 0.05
+DEFAULT_ALERT_P95_MS = 2000
+DEFAULT_ALERT_DENIALS_PER_MINUTE = 100
+# Five minutes: a p95 above that is an outage, which the 5xx and probe alerts catch.
+MAX_ALERT_P95_MS = 300_000
+ALERT_EMAIL = Setting(
+    "ALERT_EMAIL",
+    "when set: uptime checks that prove from outside that the load balancer answers 403, alert "
+    "policies and a dashboard (docs/monitoring.md), notifying this address; public exposure only",
+    grammar.email, shown_default="unset (no probes, alerts or dashboard)",
+)  # fmt: skip
+ALERT_5XX_RATIO = Setting(
+    "ALERT_5XX_RATIO",
+    "with `ALERT_EMAIL`: alert when this fraction of the load balancer's requests, above 0 and at "
+    "most 1, answer 5xx over 5 minutes",
+    positive_fraction, DEFAULT_ALERT_5XX_RATIO,
+)  # fmt: skip
+ALERT_P95_MS = Setting(
+    "ALERT_P95_MS",
+    f"with `ALERT_EMAIL`: alert when the load balancer's 95th percentile latency exceeds this many "
+    f"milliseconds for 5 minutes, 1 to {MAX_ALERT_P95_MS:,}",
+    whole_number(1, MAX_ALERT_P95_MS), DEFAULT_ALERT_P95_MS,
+)  # fmt: skip
+ALERT_DENIALS_PER_MINUTE = Setting(
+    "ALERT_DENIALS_PER_MINUTE",
+    "with `ALERT_EMAIL`: alert when Cloud Armor denies more than this many requests a minute over "
+    "10 minutes; the uptime checks' own denials stay far below it",
+    whole_number(1), DEFAULT_ALERT_DENIALS_PER_MINUTE,
+)  # fmt: skip
 
 # In the order the reference lists them.
 SETTINGS = (
     PROJECT_ID, REGION, ALLOWED_IP_RANGES, ALLOWLIST_FILE, MODEL_URI, IMAGE, DOMAIN, PREVIOUS_DOMAIN, IPV6,
     TF_STATE_BUCKET, MIN_INSTANCES, MAX_INSTANCES, CONCURRENCY, MAX_BODY_BYTES, DELETION_PROTECTION, WAF_RULES,
     RATE_LIMIT_PER_MINUTE, CANARY_MODEL_URI, CANARY_PERCENT, PREDICTION_LOG_RATE,
-    *exposure.SETTINGS,
+    *exposure.SETTINGS, LB_LOG_SAMPLE_RATE, ALERT_EMAIL, ALERT_5XX_RATIO, ALERT_P95_MS,
+    ALERT_DENIALS_PER_MINUTE,
     *TRAINING_SETTINGS,
 )  # fmt: skip
 
@@ -212,6 +250,12 @@ class EndpointSettings:
     subnet: str | None = None
     proxy_subnet_cidr: str | None = None
     global_access: bool = False
+    # The load balancer's request logs, and what secure_endpoint.monitoring watches (ALERT_EMAIL unset: nothing).
+    lb_log_sample_rate: float = 1.0
+    alert_email: str | None = None
+    alert_5xx_ratio: float = DEFAULT_ALERT_5XX_RATIO
+    alert_p95_ms: int = DEFAULT_ALERT_P95_MS
+    alert_denials_per_minute: int = DEFAULT_ALERT_DENIALS_PER_MINUTE
 
     @property
     def internal(self) -> bool:
@@ -286,6 +330,11 @@ class EndpointSettings:
             proxy_subnet_cidr=str(cidr) if (cidr := values["PROXY_SUBNET_CIDR"]) else None,
             global_access=values["GLOBAL_ACCESS"],
             training=training,
+            lb_log_sample_rate=values["LB_LOG_SAMPLE_RATE"],
+            alert_email=values["ALERT_EMAIL"],
+            alert_5xx_ratio=values["ALERT_5XX_RATIO"],
+            alert_p95_ms=values["ALERT_P95_MS"],
+            alert_denials_per_minute=values["ALERT_DENIALS_PER_MINUTE"],
         )
 
     def warnings(self) -> list[str]:
@@ -368,6 +417,7 @@ def _check_together(read: Reading, values: dict) -> None:
     _check_memory(read, values["CONCURRENCY"], values["MAX_BODY_BYTES"])
     _check_previous_domain(read, values["DOMAIN"], values["PREVIOUS_DOMAIN"])
     _check_canary(read, values)
+    _check_alerts(read, values)
 
 
 def _check_memory(read: Reading, concurrency: int, max_body_bytes: int) -> None:
@@ -424,4 +474,16 @@ def _check_canary(read: Reading, values: dict) -> None:
             "CANARY_MODEL_URI",
             f"expected another model than MODEL_URI, got the same {canary!r}; a promoted canary "
             "is MODEL_URI alone, with CANARY_MODEL_URI and CANARY_PERCENT unset",
+        )
+
+
+def _check_alerts(read: Reading, values: dict) -> None:
+    """The probes and alerts watch the public load balancer; the internal one has other metrics
+    and would need private uptime checks (docs/monitoring.md)."""
+    email = values["ALERT_EMAIL"]
+    if email and values["EXPOSURE"] == exposure.INTERNAL:
+        read.refuse(
+            "ALERT_EMAIL",
+            f"expected only with the public load balancer, got {email!r} with EXPOSURE=internal; "
+            "its probes, alerts and dashboard watch the public one (docs/monitoring.md)",
         )

@@ -7,6 +7,7 @@ from constructs import Construct
 
 from secure_endpoint.edge import ArmoredEdge
 from secure_endpoint.internal_edge import InternalEdge, internal_outputs
+from secure_endpoint.monitoring import Monitoring
 from secure_endpoint.plan import CANARY_HEADER, CANARY_HEADER_VALUE, plan_arms
 from secure_endpoint.serving import ServingBackend
 from secure_endpoint.settings import EndpointSettings
@@ -49,6 +50,12 @@ class SecureEndpointStack(TerraformStack):
                 self, "training", training=settings.training, region=settings.region,
                 model_uri=stable.model_uri, deletion_protection=settings.deletion_protection,
             )  # fmt: skip
+        # Settings refuse ALERT_EMAIL with EXPOSURE=internal: these watch the public edge.
+        self.monitoring = (
+            Monitoring(self, "monitoring", settings=settings, edge=self.edge, servings=self.servings, request=SEED_REQUEST)
+            if settings.alert_email
+            else None
+        )
 
         endpoint = f"{self.edge.url}/inference/"
         TerraformOutput(self, "load_balancer_ip", value=self.edge.address.address)
